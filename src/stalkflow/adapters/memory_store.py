@@ -1,0 +1,405 @@
+"""The in-memory Store: runs live in this process's memory.
+
+The embedded default. Every operation takes one ``threading.Lock`` for the few
+dictionary updates it makes, so the store is safe to share between the event
+loop of ``Workflow.run`` and the background loop behind ``Workflow.submit``;
+waiting (on a stream, a lock, a run's end) uses futures woken thread-safely.
+Events are kept as objects, never serialized: in one process that is both
+faster and faithful to upstream (a StopEvent's result may be any object).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+
+from stalkflow.adapters._waiting import new_waiter, wait, wake
+from stalkflow.core.deliveries import Delivery, Waiter
+from stalkflow.core.runs import RunOutcome, RunRecord, RunStatus
+from stalkflow.errors import RunExistsError
+from stalkflow.events import Event, StepState, StepStateChanged
+from stalkflow.ports import (
+    Begin,
+    BeginStatus,
+    Commit,
+    CommitResult,
+    RunSeed,
+    RunSnapshot,
+    SaveStatus,
+    StateSnapshot,
+    StreamEntry,
+)
+
+
+@dataclasses.dataclass
+class _Run:
+    record: RunRecord
+    caps: dict[str, int]
+    running: dict[str, int] = dataclasses.field(default_factory=dict)
+    queued: dict[str, deque[Delivery]] = dataclasses.field(default_factory=dict)
+    in_progress: dict[str, Delivery] = dataclasses.field(default_factory=dict)
+    committed: set[str] = dataclasses.field(default_factory=set)
+    waiters: dict[str, Waiter] = dataclasses.field(default_factory=dict)
+    buffers: dict[tuple[str, str], list[tuple[str, Event]]] = dataclasses.field(
+        default_factory=dict
+    )
+    completed_sets: dict[str, list[Event]] = dataclasses.field(default_factory=dict)
+    stream: list[Event] = dataclasses.field(default_factory=list)
+    stream_waiters: list[asyncio.Future[None]] = dataclasses.field(default_factory=list)
+    finish_waiters: list[asyncio.Future[None]] = dataclasses.field(default_factory=list)
+
+    def in_flight(self) -> int:
+        return sum(self.running.values()) + sum(len(q) for q in self.queued.values())
+
+
+@dataclasses.dataclass
+class _Lock:
+    token: str
+    expires_at: float
+
+
+class MemoryStore:
+    """A ``Store`` in this process's memory; nothing is shared between instances."""
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._runs: dict[str, _Run] = {}
+        self._states: dict[str, StateSnapshot] = {}
+        self._locks: dict[str, _Lock] = {}
+        self._lock_waiters: dict[str, list[asyncio.Future[None]]] = {}
+
+    # --- runs ---------------------------------------------------------------------
+
+    async def create_run(self, run: RunRecord, seed: RunSeed) -> Sequence[Delivery]:
+        with self._mutex:
+            if run.run_id in self._runs:
+                raise RunExistsError(
+                    f"Workflow run with run_id '{run.run_id}' already exists.", run_id=run.run_id
+                )
+            entry = _Run(record=run, caps=dict(seed.caps))
+            self._runs[run.run_id] = entry
+            if seed.state is not None:
+                self._states[run.run_id] = StateSnapshot(version=1, blob=seed.state)
+            for waiter in seed.waiters:
+                entry.waiters[waiter.waiter_id] = waiter
+            for key, events in seed.buffers.items():
+                entry.buffers[key] = [(f"seed-{i}", ev) for i, ev in enumerate(events)]
+            released: list[Delivery] = []
+            for delivery in seed.deliveries:
+                self._admit(entry, delivery, released)
+            return released
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        entry = self._runs.get(run_id)
+        return entry.record if entry else None
+
+    async def list_runs(
+        self, *, workflow: str | None = None, status: RunStatus | None = None
+    ) -> Sequence[RunRecord]:
+        with self._mutex:
+            records = [entry.record for entry in self._runs.values()]
+        return [
+            r
+            for r in records
+            if (workflow is None or r.workflow == workflow) and (status is None or r.status == status)
+        ]
+
+    async def finish_run(self, run_id: str, outcome: RunOutcome) -> bool:
+        with self._mutex:
+            entry = self._runs.get(run_id)
+            if entry is None or entry.record.finished:
+                return False
+            self._finish(entry, outcome)
+            return True
+
+    def _finish(self, entry: _Run, outcome: RunOutcome) -> None:
+        entry.record = dataclasses.replace(
+            entry.record,
+            status=outcome.status,
+            result=outcome.result,
+            error=outcome.error,
+            updated_at=time.time(),
+        )
+        if outcome.terminal_event is not None:
+            entry.stream.append(outcome.terminal_event)
+        entry.buffers.clear()
+        entry.completed_sets.clear()
+        entry.waiters.clear()
+        wake(entry.stream_waiters)
+        wake(entry.finish_waiters)
+
+    async def wait_finished(self, run_id: str, timeout_s: float | None) -> RunRecord | None:
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            with self._mutex:
+                entry = self._runs.get(run_id)
+                if entry is None:
+                    return None
+                if entry.record.finished:
+                    return entry.record
+                future = new_waiter()
+                entry.finish_waiters.append(future)
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not await wait(future, remaining):
+                return None
+
+    async def snapshot(self, run_id: str) -> RunSnapshot | None:
+        with self._mutex:
+            entry = self._runs.get(run_id)
+            if entry is None:
+                return None
+            return RunSnapshot(
+                run=entry.record,
+                state=self._states.get(run_id, StateSnapshot(0, None)),
+                queued=[d for q in entry.queued.values() for d in q],
+                in_progress=list(entry.in_progress.values()),
+                waiters=list(entry.waiters.values()),
+                buffers={k: [ev for _, ev in v] for k, v in entry.buffers.items()},
+            )
+
+    # --- execution ----------------------------------------------------------------
+
+    async def begin(self, delivery: Delivery) -> Begin:
+        entry = self._runs.get(delivery.run_id)
+        if entry is None:
+            return Begin(BeginStatus.MISSING)
+        record = entry.record
+        if record.finished:
+            return Begin(BeginStatus.FINISHED, record)
+        if delivery.delivery_id in entry.committed:
+            return Begin(BeginStatus.DUPLICATE, record)
+        if record.deadline is not None and time.time() >= record.deadline:
+            return Begin(BeginStatus.EXPIRED, record)
+        return Begin(BeginStatus.RUN, record)
+
+    async def commit(self, run_id: str, commit: Commit) -> CommitResult:
+        with self._mutex:
+            entry = self._runs.get(run_id)
+            if entry is None:
+                return CommitResult(committed=False, status=RunStatus.FAILED)
+            if entry.record.finished:
+                return self._result(entry, False, [])
+            delivery = commit.delivery
+            if delivery is not None:
+                if delivery.delivery_id in entry.committed:
+                    return self._result(entry, False, [])
+                entry.committed.add(delivery.delivery_id)
+                entry.in_progress.pop(delivery.delivery_id, None)
+                entry.completed_sets.pop(delivery.delivery_id, None)
+            released: list[Delivery] = []
+            if commit.retry is not None:
+                entry.in_progress[commit.retry.delivery_id] = commit.retry
+            elif delivery is not None:
+                self._free_slot(entry, delivery.step, released)
+            if commit.waiter is not None:
+                first = commit.waiter.waiter_id not in entry.waiters
+                entry.waiters[commit.waiter.waiter_id] = commit.waiter
+                if first and commit.waiter_event is not None:
+                    entry.stream.append(commit.waiter_event)
+            for waiter_id, redelivery in commit.resolved:
+                if entry.waiters.pop(waiter_id, None) is not None:
+                    self._admit(entry, redelivery, released)
+            for routed in commit.routed:
+                self._admit(entry, routed, released)
+            entry.stream.extend(commit.stream)
+            if commit.outcome is not None:
+                self._finish(entry, commit.outcome)
+            elif commit.stream or commit.waiter_event is not None:
+                wake(entry.stream_waiters)
+            return self._result(entry, True, released)
+
+    async def expire_waiter(self, run_id: str, waiter_id: str) -> CommitResult:
+        with self._mutex:
+            entry = self._runs.get(run_id)
+            if entry is None:
+                return CommitResult(committed=False, status=RunStatus.FAILED)
+            waiter = entry.waiters.get(waiter_id) if not entry.record.finished else None
+            if waiter is None:
+                return self._result(entry, False, [])
+            del entry.waiters[waiter_id]
+            released: list[Delivery] = []
+            resolved = {**waiter.delivery.resolved, waiter_id: None}
+            redelivery = dataclasses.replace(
+                waiter.delivery,
+                delivery_id=f"{waiter.delivery.delivery_id}:timeout:{waiter_id}",
+                resolved=resolved,
+            )
+            self._admit(entry, redelivery, released)
+            return self._result(entry, True, released)
+
+    def _result(self, entry: _Run, committed: bool, released: list[Delivery]) -> CommitResult:
+        return CommitResult(
+            committed=committed,
+            released=released,
+            status=entry.record.status,
+            in_flight=entry.in_flight(),
+            waiters=len(entry.waiters),
+            hitl=entry.record.hitl,
+        )
+
+    def _admit(self, entry: _Run, delivery: Delivery, released: list[Delivery]) -> None:
+        step = delivery.step
+        if entry.running.get(step, 0) < entry.caps.get(step, 1):
+            entry.running[step] = entry.running.get(step, 0) + 1
+            entry.in_progress[delivery.delivery_id] = delivery
+            released.append(delivery)
+            return
+        entry.queued.setdefault(step, deque()).append(delivery)
+        entry.stream.append(
+            StepStateChanged(
+                name=step,
+                step_state=StepState.PREPARING,
+                worker_id="<enqueued>",
+                input_event_name=type(delivery.event).__name__,
+            )
+        )
+
+    def _free_slot(self, entry: _Run, step: str, released: list[Delivery]) -> None:
+        entry.running[step] = max(0, entry.running.get(step, 0) - 1)
+        queue = entry.queued.get(step)
+        if queue:
+            delivery = queue.popleft()
+            entry.running[step] += 1
+            entry.in_progress[delivery.delivery_id] = delivery
+            released.append(delivery)
+
+    def collect(
+        self,
+        run_id: str,
+        key: tuple[str, str],
+        delivery_id: str,
+        event: Event,
+        expected: Sequence[type[Event]],
+    ) -> list[Event] | None:
+        with self._mutex:
+            entry = self._runs[run_id]
+            done = entry.completed_sets.get(delivery_id)
+            if done is not None:
+                return list(done)
+            buffer = entry.buffers.setdefault(key, [])
+            if type(event) in expected and all(d != delivery_id for d, _ in buffer):
+                buffer.append((delivery_id, event))
+            picked = _pick(buffer, expected)
+            if picked is None:
+                return None
+            del entry.buffers[key]
+            entry.completed_sets[delivery_id] = picked
+            return list(picked)
+
+    async def waiters(self, run_id: str) -> Sequence[Waiter]:
+        entry = self._runs.get(run_id)
+        return list(entry.waiters.values()) if entry else []
+
+    # --- state --------------------------------------------------------------------
+
+    async def load_state(self, key: str) -> StateSnapshot:
+        return self._states.get(key, StateSnapshot(0, None))
+
+    async def save_state(
+        self, key: str, blob: str, expected_version: int, token: str | None = None
+    ) -> SaveStatus:
+        with self._mutex:
+            lock = self._live_lock(key)
+            if token is not None and (lock is None or lock.token != token):
+                return SaveStatus.LOST
+            if token is None and lock is not None:
+                return SaveStatus.LOCKED
+            current = self._states.get(key, StateSnapshot(0, None))
+            if current.version != expected_version:
+                return SaveStatus.CONFLICT
+            self._states[key] = StateSnapshot(current.version + 1, blob)
+            return SaveStatus.SAVED
+
+    def _live_lock(self, key: str) -> _Lock | None:
+        lock = self._locks.get(key)
+        if lock is not None and lock.expires_at <= time.monotonic():
+            del self._locks[key]
+            return None
+        return lock
+
+    async def acquire_lock(self, key: str, token: str, lease_s: float, wait_s: float) -> bool:
+        deadline = time.monotonic() + wait_s
+        while True:
+            with self._mutex:
+                lock = self._live_lock(key)
+                if lock is None:
+                    self._locks[key] = _Lock(token, time.monotonic() + lease_s)
+                    return True
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                future = new_waiter()
+                self._lock_waiters.setdefault(key, []).append(future)
+                # wake no later than the lease's end, when the lock frees itself
+                timeout = min(remaining, max(0.0, lock.expires_at - time.monotonic()) + 0.001)
+            await wait(future, timeout)
+
+    async def renew_lock(self, key: str, token: str, lease_s: float) -> bool:
+        with self._mutex:
+            lock = self._live_lock(key)
+            if lock is None or lock.token != token:
+                return False
+            lock.expires_at = time.monotonic() + lease_s
+            return True
+
+    async def release_lock(self, key: str, token: str) -> None:
+        with self._mutex:
+            lock = self._live_lock(key)
+            if lock is not None and lock.token == token:
+                del self._locks[key]
+            wake(self._lock_waiters.get(key, []))
+
+    # --- stream -------------------------------------------------------------------
+
+    async def append_stream(self, run_id: str, events: Sequence[Event]) -> bool:
+        with self._mutex:
+            entry = self._runs.get(run_id)
+            if entry is None or entry.record.finished:
+                return False
+            entry.stream.extend(events)
+            wake(entry.stream_waiters)
+            return True
+
+    async def read_stream(
+        self, run_id: str, after: int, timeout_s: float | None
+    ) -> Sequence[StreamEntry]:
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            with self._mutex:
+                entry = self._runs.get(run_id)
+                if entry is None:
+                    return []
+                start = after + 1
+                if len(entry.stream) > start:
+                    return [
+                        StreamEntry(seq, ev)
+                        for seq, ev in enumerate(entry.stream[start:], start=start)
+                    ]
+                if entry.record.finished:
+                    return []
+                future = new_waiter()
+                entry.stream_waiters.append(future)
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return []
+            if not await wait(future, remaining):
+                return []
+
+
+def _pick(buffer: list[tuple[str, Event]], expected: Sequence[type[Event]]) -> list[Event] | None:
+    """The buffered events that fill ``expected`` in its order, or None if some are missing."""
+    used: set[int] = set()
+    picked: list[Event] = []
+    for kind in expected:
+        for index, (_, event) in enumerate(buffer):
+            if index not in used and type(event) is kind:
+                used.add(index)
+                picked.append(event)
+                break
+        else:
+            return None
+    return picked

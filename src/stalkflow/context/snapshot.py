@@ -1,0 +1,188 @@
+"""``Context.to_dict()`` and ``Context.from_dict()``: a run as upstream's version-1 dict.
+
+The format is upstream's, so a dict saved by llama-index-workflows restores
+here and the other way round: ``{"version": 1, "state": ..., "is_running": ...,
+"workers": {step: {"queue", "in_progress", "collected_events",
+"collected_waiters"}}}``, events as serializer strings. A waiter is restored by
+re-running its step, which registers it again (upstream does the same, since
+requirements are not serialized).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+from stalkflow._sync import run_blocking
+from stalkflow.context.serializers import BaseSerializer, JsonSerializer
+from stalkflow.context.state_codec import StateCodec
+from stalkflow.core.deliveries import Delivery, ErrorInfo
+from stalkflow.core.ids import new_delivery_id
+from stalkflow.core.runs import RunStatus
+from stalkflow.errors import ContextSerdeError
+from stalkflow.events import Event, _exception_from_json
+
+if TYPE_CHECKING:
+    from stalkflow.engine import Engine
+    from stalkflow.workflow import Workflow
+
+RESUMABLE = (RunStatus.RUNNING, RunStatus.CANCELLED, RunStatus.TIMED_OUT)
+
+
+@dataclasses.dataclass(frozen=True)
+class Restored:
+    """A parsed ``to_dict()`` payload, ready to seed a run."""
+
+    raw: dict[str, Any]
+    is_running: bool
+    state: dict[str, Any] | None
+    queued: list[tuple[str, Event, int]]
+    buffers: dict[tuple[str, str], list[Event]]
+
+
+def rebuild_exception(error: ErrorInfo) -> Exception:
+    """An exception of the recorded type if it is already imported, else a stand-in."""
+    return _exception_from_json(
+        {"exception_type": error.type_name, "exception_message": error.message}
+    )
+
+
+def _decoder(workflow: Workflow, serializer: BaseSerializer) -> BaseSerializer:
+    if type(serializer) is JsonSerializer:
+        return JsonSerializer(allowed_types=list(workflow._plan().event_types.values()))
+    return serializer
+
+
+def _decode_event(serializers: list[BaseSerializer], raw: Any) -> Event:
+    error: Exception | None = None
+    for serializer in serializers:
+        try:
+            event = serializer.deserialize(raw)
+        except Exception as exc:
+            error = exc
+            continue
+        if isinstance(event, Event):
+            return event
+    raise ContextSerdeError(f"Context dict holds an event that cannot be restored: {error}")
+
+
+def parse(workflow: Workflow, data: dict[str, Any], serializer: BaseSerializer) -> Restored:
+    """Validate and parse a ``to_dict()`` payload eagerly; state is decoded later."""
+    if not isinstance(data, dict):
+        raise ContextSerdeError(
+            f"Context dict specified in an invalid format: expected a dict, got {type(data).__name__}"
+        )
+    serializers = [_decoder(workflow, serializer), serializer]
+    try:
+        if data.get("version", 0) not in (0, 1):
+            raise ContextSerdeError(
+                f"Context dict specified in an invalid format: unknown version {data['version']!r}"
+            )
+        state = data.get("state")
+        if state is not None and not isinstance(state, dict):
+            raise ContextSerdeError("Context dict specified in an invalid format: 'state' must be a dict")
+        workers = data.get("workers", {})
+        if not isinstance(workers, dict):
+            raise ContextSerdeError("Context dict specified in an invalid format: 'workers' must be a dict")
+        steps = set(workflow._plan().configs)
+        queued: list[tuple[str, Event, int]] = []
+        buffers: dict[tuple[str, str], list[Event]] = {}
+        for step_name, worker in workers.items():
+            if step_name not in steps:
+                raise ContextSerdeError(
+                    f"Context dict names a step {step_name!r} that the workflow does not have"
+                )
+            for item in worker.get("queue", []):
+                raw, attempts = (item["event"], int(item.get("attempts", 0))) if isinstance(item, dict) else (item, 0)
+                queued.append((step_name, _decode_event(serializers, raw), attempts))
+            for raw in worker.get("in_progress", []):
+                raw_event = raw["event"] if isinstance(raw, dict) else raw
+                queued.append((step_name, _decode_event(serializers, raw_event), 0))
+            for waiter in worker.get("collected_waiters", []):
+                queued.append((step_name, _decode_event(serializers, waiter["event"]), 0))
+            for buffer_id, events in worker.get("collected_events", {}).items():
+                buffers[(step_name, buffer_id)] = [_decode_event(serializers, e) for e in events]
+        return Restored(
+            raw=data,
+            is_running=bool(data.get("is_running", False)),
+            state=state,
+            queued=queued,
+            buffers=buffers,
+        )
+    except ContextSerdeError:
+        raise
+    except KeyError as exc:
+        raise ContextSerdeError(
+            f"Error creating a Context instance: the provided payload has a wrong or old format "
+            f"(missing {exc})."
+        ) from exc
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ContextSerdeError(f"Context dict specified in an invalid format: {exc}") from exc
+
+
+def seed_deliveries(restored: Restored, run_id: str, workflow: str) -> list[Delivery]:
+    return [
+        Delivery(
+            run_id=run_id,
+            workflow=workflow,
+            step=step,
+            event=event,
+            delivery_id=new_delivery_id(),
+            attempt=max(1, attempts),
+        )
+        for step, event, attempts in restored.queued
+    ]
+
+
+def export(
+    workflow: Workflow,
+    engine: Engine,
+    run_id: str,
+    codec: StateCodec[Any],
+    serializer: BaseSerializer,
+) -> dict[str, Any]:
+    snap = run_blocking(lambda: engine.store.snapshot(run_id))
+    if snap is None:
+        raise ContextSerdeError(f"Workflow run {run_id!r} no longer exists; nothing to export")
+    plan = workflow._plan()
+    workers: dict[str, dict[str, Any]] = {
+        name: {"queue": [], "in_progress": [], "collected_events": {}, "collected_waiters": []}
+        for name in plan.configs
+    }
+    resumable = snap.run.status in RESUMABLE
+    if resumable:
+        for delivery in snap.queued:
+            workers[delivery.step]["queue"].append(_queue_item(delivery, serializer))
+        for delivery in snap.in_progress:
+            workers[delivery.step]["in_progress"].append(serializer.serialize(delivery.event))
+        for waiter in snap.waiters:
+            workers[waiter.delivery.step]["collected_waiters"].append(
+                {
+                    "waiter_id": waiter.waiter_id,
+                    "event": serializer.serialize(waiter.delivery.event),
+                    "waiting_for_event": f"{waiter.event_type.__module__}.{waiter.event_type.__qualname__}",
+                    "has_requirements": bool(waiter.requirements),
+                    "resolved_event": None,
+                }
+            )
+        for (step_name, buffer_id), events in snap.buffers.items():
+            workers[step_name]["collected_events"][buffer_id] = [
+                serializer.serialize(e) for e in events
+            ]
+    return {
+        "version": 1,
+        "state": codec.to_payload(snap.state.blob, serializer),
+        "is_running": resumable,
+        "workers": workers,
+    }
+
+
+def _queue_item(delivery: Delivery, serializer: BaseSerializer) -> dict[str, Any]:
+    return {
+        "event": serializer.serialize(delivery.event),
+        "attempts": delivery.attempt - 1,
+        "first_attempt_at": delivery.first_attempt_at,
+        "last_exception": None,
+        "last_failed_at": delivery.last_failed_at,
+        "recovery_counts": {},
+    }

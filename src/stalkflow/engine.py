@@ -1,0 +1,257 @@
+"""The engine: one Transport and one Store, wired to the executor.
+
+With no configuration the engine is embedded: the local transport and the
+memory store, in this process. ``stalkflow.configure(...)`` (or the
+``STALKFLOW_BROKER_URL`` / ``STALKFLOW_REDIS_URL`` environment variables, read
+when the engine is first needed, never at import) switches the default to the
+Celery transport with the Redis store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+import weakref
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from stalkflow.context.state_store import LockSettings
+from stalkflow.core.deliveries import Delivery, ErrorInfo, Waiter
+from stalkflow.core.ids import child_delivery_id, new_delivery_id
+from stalkflow.core.runs import RunOutcome, RunRecord, RunStatus, timeout_message
+from stalkflow.errors import (
+    RunFinishedError,
+    RunNotFoundError,
+    UnknownWorkflowError,
+    WorkflowCancelledByUser,
+    WorkflowTimeoutError,
+)
+from stalkflow.events import Event, WorkflowCancelledEvent, WorkflowTimedOutEvent
+from stalkflow.execution import Executor
+from stalkflow.ports import Commit, RunSeed, Store, Transport
+
+if TYPE_CHECKING:
+    from stalkflow.workflow import Workflow
+
+
+class WorkflowRegistry:
+    """Workflows by name, so that a worker can execute deliveries of any of them."""
+
+    def __init__(self) -> None:
+        self._workflows: dict[str, Workflow] = {}
+        self._lock = threading.Lock()
+
+    def register(self, workflow: Workflow, *, replace: bool = True) -> None:
+        with self._lock:
+            if replace or workflow.workflow_name not in self._workflows:
+                self._workflows[workflow.workflow_name] = workflow
+
+    def get(self, name: str) -> Workflow:
+        try:
+            return self._workflows[name]
+        except KeyError:
+            raise UnknownWorkflowError(name) from None
+
+    def names(self) -> list[str]:
+        return sorted(self._workflows)
+
+
+class Engine:
+    """Executes workflow runs through a ``Transport``, keeping them in a ``Store``."""
+
+    def __init__(
+        self,
+        store: Store,
+        transport: Transport,
+        *,
+        locks: LockSettings | None = None,
+        registry: WorkflowRegistry | None = None,
+    ) -> None:
+        self.store = store
+        self.transport = transport
+        self.locks = locks or LockSettings()
+        self.registry = registry or WorkflowRegistry()
+        self.executor = Executor(self)
+        # Runs started in this process execute on the exact workflow instance
+        # that started them (its resources, its attributes), as upstream's do.
+        self._live: weakref.WeakValueDictionary[str, Workflow] = weakref.WeakValueDictionary()
+        transport.start(self.executor.execute)
+
+    @classmethod
+    def embedded(cls) -> Engine:
+        from stalkflow.adapters.local_transport import LocalTransport
+        from stalkflow.adapters.memory_store import MemoryStore
+
+        return cls(MemoryStore(), LocalTransport())
+
+    # --- runs -----------------------------------------------------------------------
+
+    def workflow_for(self, delivery: Delivery) -> Workflow:
+        live = self._live.get(delivery.run_id)
+        return live if live is not None else self.registry.get(delivery.workflow)
+
+    async def start_run(
+        self, workflow: Workflow, run_id: str, seed: RunSeed, timeout_s: float | None
+    ) -> RunRecord:
+        now = time.time()
+        record = RunRecord(
+            run_id=run_id,
+            workflow=workflow.workflow_name,
+            created_at=now,
+            updated_at=now,
+            deadline=None if timeout_s is None else now + timeout_s,
+            timeout_s=timeout_s,
+            hitl=workflow._plan().hitl,
+        )
+        self._live[run_id] = workflow
+        released = await self.store.create_run(record, seed)
+        await self.transport.dispatch(released)
+        return record
+
+    async def get_run(self, run_id: str) -> RunRecord:
+        run = await self.store.get_run(run_id)
+        if run is None:
+            raise RunNotFoundError(f"No workflow run with id {run_id!r}", run_id=run_id)
+        return run
+
+    async def send_event(self, run_id: str, event: Event, step: str | None = None) -> None:
+        """Deliver an event from outside the run's steps (a human, a client)."""
+        run = await self.get_run(run_id)
+        if run.finished:
+            raise RunFinishedError(
+                f"Workflow run {run_id!r} already {run.status.value}; it accepts no events",
+                run_id=run_id,
+            )
+        plan = self._workflow_named(run_id, run.workflow)._plan()
+        plan.routing.check_target(event, step)
+        waiters = await self.store.waiters(run_id)
+        route = plan.routing.route(event, step=step, waiters=waiters)
+        origin = new_delivery_id()
+        routed = [
+            Delivery(run_id, run.workflow, name, event, child_delivery_id(origin, 0, name))
+            for name in route.steps
+        ]
+        resolved = [
+            (
+                waiter.waiter_id,
+                dataclasses.replace(
+                    waiter.delivery,
+                    delivery_id=child_delivery_id(origin, 0, waiter.waiter_id),
+                    resolved={**waiter.delivery.resolved, waiter.waiter_id: event},
+                ),
+            )
+            for waiter in route.waiters
+        ]
+        result = await self.store.commit(
+            run_id, Commit(delivery=None, routed=routed, resolved=resolved)
+        )
+        if result.released:
+            await self.transport.dispatch(result.released)
+
+    def _workflow_named(self, run_id: str, name: str) -> Workflow:
+        live = self._live.get(run_id)
+        return live if live is not None else self.registry.get(name)
+
+    async def cancel(self, run_id: str) -> bool:
+        """Cancel a running run; False if it had already finished."""
+        error = WorkflowCancelledByUser()
+        outcome = RunOutcome(
+            RunStatus.CANCELLED,
+            error=ErrorInfo.from_exception(error),
+            terminal_event=WorkflowCancelledEvent(),
+        )
+        cancelled = await self.store.finish_run(run_id, outcome)
+        if cancelled:
+            self.transport.run_finished(run_id)
+        return cancelled
+
+    async def expire(self, run: RunRecord) -> bool:
+        """Time out a run past its deadline; False if it had already finished."""
+        snapshot = await self.store.snapshot(run.run_id)
+        active = [d.step for d in snapshot.in_progress] if snapshot else []
+        error = WorkflowTimeoutError(timeout_message(run.timeout_s, active))
+        outcome = RunOutcome(
+            RunStatus.TIMED_OUT,
+            error=ErrorInfo.from_exception(error),
+            terminal_event=WorkflowTimedOutEvent(
+                timeout=run.timeout_s or 0.0, active_steps=sorted(set(active))
+            ),
+        )
+        expired = await self.store.finish_run(run.run_id, outcome)
+        if expired:
+            self.transport.run_finished(run.run_id)
+        return expired
+
+    async def wait(self, run_id: str, timeout_s: float | None = None) -> RunRecord | None:
+        """The finished run, enforcing its deadline; None if ``timeout_s`` passes first."""
+        run = await self.get_run(run_id)
+        waited = 0.0
+        while not run.finished:
+            budget = None if timeout_s is None else max(0.0, timeout_s - waited)
+            until_deadline = None if run.deadline is None else run.deadline - time.time()
+            wait_s = _min(budget, until_deadline)
+            started = time.monotonic()
+            finished = await self.store.wait_finished(run_id, wait_s)
+            waited += time.monotonic() - started
+            if finished is not None:
+                return finished
+            if run.deadline is not None and time.time() >= run.deadline:
+                await self.expire(run)
+                run = await self.get_run(run_id)
+                continue
+            if timeout_s is not None and waited >= timeout_s:
+                return None
+        return run
+
+    async def schedule_waiter_timeout(self, run_id: str, waiter: Waiter) -> None:
+        if waiter.timeout_s is None:
+            return
+        timer = dataclasses.replace(
+            waiter.delivery,
+            delivery_id=f"timer:{waiter.delivery.delivery_id}:{waiter.waiter_id}",
+            expires_waiter=waiter.waiter_id,
+        )
+        await self.transport.dispatch([timer], waiter.timeout_s)
+
+    async def runs(self, workflow: str | None = None) -> Sequence[RunRecord]:
+        return await self.store.list_runs(workflow=workflow)
+
+
+def _min(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return min(a, b)
+
+
+# --- the default engine ------------------------------------------------------------
+
+_default: Engine | None = None
+_default_lock = threading.Lock()
+
+
+def get_engine() -> Engine:
+    """The engine workflows use when given none: configured, or embedded."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = _engine_from_environment() or Engine.embedded()
+        return _default
+
+
+def set_engine(engine: Engine | None) -> None:
+    """Make ``engine`` the default (``None`` returns to the lazily made default)."""
+    global _default
+    with _default_lock:
+        _default = engine
+
+
+def _engine_from_environment() -> Engine | None:
+    from stalkflow.settings import Settings
+
+    settings = Settings.from_env()
+    if not settings.distributed:
+        return None
+    return settings.build_engine()

@@ -1,0 +1,214 @@
+"""The two ports of the engine: where deliveries travel, and where runs live.
+
+``Transport`` carries deliveries to the code that executes them: an asyncio task
+in this process (``adapters.local_transport``) or a Celery task on a worker
+(``adapters.celery_transport``). ``Store`` keeps everything about a run that must
+outlive one step execution: its record, its Context state, its queued and
+in-flight deliveries, collect buffers, waiters and its event stream. Every method
+that changes more than one of those does it atomically; the contract suites in
+``tests/contract`` hold each adapter to these promises.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Protocol, runtime_checkable
+
+from stalkflow.core.deliveries import Delivery, Waiter
+from stalkflow.core.runs import RunOutcome, RunRecord, RunStatus
+from stalkflow.events import Event
+
+# --- values exchanged with a Store ---------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class StateSnapshot:
+    """A context state as stored: an encoded blob and the version that wrote it."""
+
+    version: int
+    blob: str | None
+
+
+class SaveStatus(enum.Enum):
+    SAVED = "saved"
+    CONFLICT = "conflict"  # the version changed since it was read
+    LOCKED = "locked"  # another holder has the edit lock
+    LOST = "lost"  # the caller's lock token no longer holds the lock
+
+
+class BeginStatus(enum.Enum):
+    RUN = "run"  # execute the step
+    DUPLICATE = "duplicate"  # already committed: a redelivered message
+    FINISHED = "finished"  # the run has ended; drop the delivery
+    EXPIRED = "expired"  # the run is past its deadline
+    MISSING = "missing"  # no such run (never existed, or expired)
+
+
+@dataclasses.dataclass(frozen=True)
+class Begin:
+    status: BeginStatus
+    run: RunRecord | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Commit:
+    """Everything one step execution changes, applied atomically by ``Store.commit``.
+
+    ``delivery`` is the executed delivery: its id is recorded so that a second
+    commit of it changes nothing, and its step's ``num_workers`` slot is freed
+    (unless ``retry`` keeps it). ``None`` means an event sent from outside a step.
+    """
+
+    delivery: Delivery | None
+    routed: Sequence[Delivery] = ()
+    resolved: Sequence[tuple[str, Delivery]] = ()
+    waiter: Waiter | None = None
+    waiter_event: Event | None = None
+    retry: Delivery | None = None
+    retry_delay_s: float = 0.0
+    stream: Sequence[Event] = ()
+    outcome: RunOutcome | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class CommitResult:
+    """What a commit released for dispatch, and how busy the run is afterwards."""
+
+    committed: bool
+    released: Sequence[Delivery] = ()
+    status: RunStatus = RunStatus.RUNNING
+    in_flight: int = 0
+    waiters: int = 0
+    hitl: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamEntry:
+    sequence: int
+    event: Event
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSeed:
+    """What a new run starts from: caps, state, and work to enqueue.
+
+    A fresh run has one delivery (its StartEvent); a run restored from a
+    ``Context.to_dict()`` snapshot brings its queued deliveries, waiters and
+    collect buffers.
+    """
+
+    caps: Mapping[str, int]
+    state: str | None = None
+    deliveries: Sequence[Delivery] = ()
+    waiters: Sequence[Waiter] = ()
+    buffers: Mapping[tuple[str, str], Sequence[Event]] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSnapshot:
+    """Everything about a run at one moment, for ``Context.to_dict()``."""
+
+    run: RunRecord
+    state: StateSnapshot
+    queued: Sequence[Delivery]
+    in_progress: Sequence[Delivery]
+    waiters: Sequence[Waiter]
+    buffers: Mapping[tuple[str, str], Sequence[Event]]
+
+
+# --- the ports -----------------------------------------------------------------------
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Where runs live between step executions."""
+
+    # runs
+    async def create_run(self, run: RunRecord, seed: RunSeed) -> Sequence[Delivery]:
+        """Create the run and enqueue its seed deliveries; return those released now.
+
+        Raises ``RunExistsError`` if a run with that id exists.
+        """
+
+    async def get_run(self, run_id: str) -> RunRecord | None: ...
+
+    async def list_runs(
+        self, *, workflow: str | None = None, status: RunStatus | None = None
+    ) -> Sequence[RunRecord]: ...
+
+    async def finish_run(self, run_id: str, outcome: RunOutcome) -> bool:
+        """End a running run with ``outcome``; False if it had already ended."""
+
+    async def wait_finished(self, run_id: str, timeout_s: float | None) -> RunRecord | None:
+        """The run's record once it has finished, or None when ``timeout_s`` passes first."""
+
+    async def snapshot(self, run_id: str) -> RunSnapshot | None: ...
+
+    # execution
+    async def begin(self, delivery: Delivery) -> Begin:
+        """Check that ``delivery`` should run now (run live, not yet committed)."""
+
+    async def commit(self, run_id: str, commit: Commit) -> CommitResult:
+        """Apply ``commit`` atomically, once per delivery id."""
+
+    async def expire_waiter(self, run_id: str, waiter_id: str) -> CommitResult:
+        """Time a waiter out: remove it and release its step's re-run, if still waiting."""
+
+    def collect(
+        self,
+        run_id: str,
+        key: tuple[str, str],
+        delivery_id: str,
+        event: Event,
+        expected: Sequence[type[Event]],
+    ) -> list[Event] | None:
+        """Buffer ``event``; return the complete set, in ``expected`` order, exactly once.
+
+        Synchronous, because upstream's ``ctx.collect_events`` is.
+        """
+
+    async def waiters(self, run_id: str) -> Sequence[Waiter]: ...
+
+    # state
+    async def load_state(self, key: str) -> StateSnapshot: ...
+
+    async def save_state(
+        self, key: str, blob: str, expected_version: int, token: str | None = None
+    ) -> SaveStatus:
+        """Write ``blob`` if the version is still ``expected_version`` and no other holder
+        has the edit lock (or ``token`` holds it)."""
+
+    async def acquire_lock(self, key: str, token: str, lease_s: float, wait_s: float) -> bool: ...
+
+    async def renew_lock(self, key: str, token: str, lease_s: float) -> bool: ...
+
+    async def release_lock(self, key: str, token: str) -> None: ...
+
+    # stream
+    async def append_stream(self, run_id: str, events: Sequence[Event]) -> bool:
+        """Publish events to the run's stream; False (nothing written) once it has ended."""
+
+    async def read_stream(
+        self, run_id: str, after: int, timeout_s: float | None
+    ) -> Sequence[StreamEntry]:
+        """Entries with a sequence above ``after`` (``-1`` for all); waits up to ``timeout_s``
+        for at least one."""
+
+
+Executor = Callable[[Delivery], Awaitable[None]]
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """Carries deliveries to the code that executes them."""
+
+    def start(self, execute: Executor) -> None:
+        """Bind the function that executes a delivery where it arrives."""
+
+    async def dispatch(self, deliveries: Sequence[Delivery], delay_s: float = 0.0) -> None:
+        """Send deliveries for execution, after ``delay_s`` seconds."""
+
+    def run_finished(self, run_id: str) -> None:
+        """The run ended: executions of it still under way may be abandoned."""

@@ -1,0 +1,411 @@
+"""``Workflow``: a class whose ``@step`` methods form an event-driven graph."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import threading
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from stalkflow.context.context import Context
+from stalkflow.context.snapshot import seed_deliveries
+from stalkflow.context.state_store import infer_state_type
+from stalkflow.core.deliveries import Delivery
+from stalkflow.core.ids import new_delivery_id, new_run_id
+from stalkflow.core.routing import RoutingTable
+from stalkflow.decorators import StepConfig, WorkflowGraphCheck, step_config
+from stalkflow.errors import (
+    ContextStateError,
+    WorkflowRuntimeError,
+    WorkflowValidationError,
+)
+from stalkflow.events import (
+    Event,
+    HumanResponseEvent,
+    InputRequiredEvent,
+    StartEvent,
+    StepFailedEvent,
+    StopEvent,
+    WorkflowCancelledEvent,
+    WorkflowFailedEvent,
+    WorkflowTimedOutEvent,
+)
+from stalkflow.handler import WorkflowHandler
+from stalkflow.plan import Plan
+from stalkflow.ports import RunSeed
+from stalkflow.representation.validate import (
+    catch_error_handler_for,
+    find_start_event,
+    find_stop_event,
+    unknown_graph_checks,
+    validate_workflow,
+)
+from stalkflow.resource import ResourceManager
+
+if TYPE_CHECKING:
+    from stalkflow.core.runs import RunRecord
+    from stalkflow.engine import Engine
+    from stalkflow.submit import RunHandle
+
+logger = logging.getLogger("stalkflow")
+
+_BUILTIN_EVENTS: tuple[type[Event], ...] = (
+    StartEvent,
+    StopEvent,
+    InputRequiredEvent,
+    HumanResponseEvent,
+    StepFailedEvent,
+    WorkflowTimedOutEvent,
+    WorkflowCancelledEvent,
+    WorkflowFailedEvent,
+)
+
+
+class _WorkflowMeta(type):
+    def __init__(cls, name: str, bases: tuple[type, ...], namespace: dict[str, Any]) -> None:
+        super().__init__(name, bases, namespace)
+        # Free-function steps belong to exactly this class, never to subclasses.
+        cls._step_functions: dict[str, Any] = {}
+
+
+class Workflow(metaclass=_WorkflowMeta):
+    """An event-driven workflow: ``@step`` methods that accept and emit events.
+
+    Example::
+
+        class Hello(Workflow):
+            @step
+            async def greet(self, ev: StartEvent) -> StopEvent:
+                return StopEvent(result=f"hello {ev.name}")
+
+        result = await Hello(timeout=10).run(name="world")
+
+    ``timeout`` is the run's limit in seconds (``None``: no limit).
+    ``num_concurrent_runs`` bounds how many runs of this instance execute at once.
+    ``engine`` picks where runs execute; by default the configured engine, or
+    the embedded one.
+    """
+
+    _step_functions: ClassVar[dict[str, Any]]
+
+    def __init__(
+        self,
+        timeout: float | None = 45.0,
+        disable_validation: bool = False,
+        verbose: bool = False,
+        resource_manager: ResourceManager | None = None,
+        num_concurrent_runs: int | None = None,
+        runtime: Any = None,
+        workflow_name: str | None = None,
+        skip_graph_checks: set[WorkflowGraphCheck] | None = None,
+        *,
+        engine: Engine | None = None,
+    ) -> None:
+        self._timeout = timeout
+        self._disable_validation = disable_validation
+        self._verbose = verbose
+        self._resource_manager = resource_manager or ResourceManager()
+        self._num_concurrent_runs = num_concurrent_runs
+        self._semaphore: asyncio.Semaphore | None = None
+        self._workflow_name = workflow_name
+        self._engine = engine if engine is not None else _engine_from(runtime)
+        if skip_graph_checks:
+            unknown_graph_checks(skip_graph_checks)
+        self._skip_graph_checks = frozenset(skip_graph_checks or ())
+        configs = self.step_configs()
+        if not configs:
+            from stalkflow.errors import WorkflowConfigurationError
+
+            raise WorkflowConfigurationError(
+                f"Workflow '{self.workflow_name}' has no configured steps. "
+                "Did you forget to decorate methods with @step?"
+            )
+        self._start_event_class = find_start_event(self.workflow_name, configs)
+        self._stop_event_class = find_stop_event(self.workflow_name, configs)
+        self._validated: bool | None = None
+        self._cached_plan: Plan | None = None
+        self._plan_lock = threading.Lock()
+
+    # --- steps ------------------------------------------------------------------------
+
+    @classmethod
+    def add_step(cls, func: Any) -> None:
+        """Attach a free-function step to this workflow class."""
+        if step_config(func) is None:
+            raise WorkflowValidationError(
+                f"Step function {func.__name__} is missing the `@step` decorator."
+            )
+        name = func.__name__
+        if name in cls._step_functions or any(
+            name == n for n, m in inspect.getmembers(cls, inspect.isfunction) if step_config(m)
+        ):
+            raise WorkflowValidationError(
+                f"A step {name} is already part of this workflow, please choose another name."
+            )
+        cls._step_functions[name] = func
+
+    def _get_steps(self) -> dict[str, Any]:
+        """Step name to callable: bound methods, plus this class's free functions."""
+        steps: dict[str, Any] = {}
+        for name, member in inspect.getmembers(type(self), inspect.isfunction):
+            if step_config(member) is not None:
+                steps[name] = getattr(self, name)
+        steps.update(type(self)._step_functions)
+        return steps
+
+    def step_configs(self) -> dict[str, StepConfig]:
+        configs = {}
+        for name, func in self._get_steps().items():
+            config = step_config(func)
+            assert config is not None
+            configs[name] = config
+        return configs
+
+    # --- properties -------------------------------------------------------------------
+
+    @property
+    def workflow_name(self) -> str:
+        if self._workflow_name:
+            return self._workflow_name
+        cls = type(self)
+        return f"{cls.__module__}.{cls.__qualname__}"
+
+    @property
+    def start_event_class(self) -> type[StartEvent]:
+        return self._start_event_class
+
+    @property
+    def stop_event_class(self) -> type[StopEvent]:
+        return self._stop_event_class
+
+    @property
+    def events(self) -> list[type[Event]]:
+        """Every event type that a step accepts or returns."""
+        seen: list[type[Event]] = []
+        for config in self.step_configs().values():
+            for kind in [*config.accepted_events, *config.return_types]:
+                if inspect.isclass(kind) and issubclass(kind, Event) and kind not in seen:
+                    seen.append(kind)
+        return seen
+
+    @property
+    def resource_manager(self) -> ResourceManager:
+        return self._resource_manager
+
+    @property
+    def timeout(self) -> float | None:
+        return self._timeout
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            from stalkflow.engine import get_engine
+
+            return get_engine()
+        return self._engine
+
+    # --- validation and planning ----------------------------------------------------------
+
+    def validate(
+        self, *, validate_resource_configs: bool = True, validate_resources: bool = False
+    ) -> bool:
+        """Check the event graph; True if the workflow takes human input (HITL)."""
+        hitl = validate_workflow(
+            self.workflow_name,
+            self.step_configs(),
+            self._skip_graph_checks,
+            validate_resource_configs=validate_resource_configs,
+        )
+        if validate_resources:
+            self._check_resources()
+        return hitl
+
+    def _check_resources(self) -> None:
+        from stalkflow.resource import resolve_resources
+
+        manager = ResourceManager()
+
+        async def resolve_all() -> None:
+            for config in self.step_configs().values():
+                if config.resources:
+                    await resolve_resources(manager, config.resources)
+
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            asyncio.run(resolve_all())
+        else:
+            from stalkflow._sync import run_blocking
+
+            run_blocking(resolve_all)
+
+    def _ensure_valid(self) -> None:
+        if self._validated is None:
+            self._validated = False if self._disable_validation else self.validate()
+
+    def _plan(self) -> Plan:
+        """The compiled workflow (built once per instance, rebuilt after ``add_step``)."""
+        plan = self._cached_plan
+        if plan is not None and set(plan.steps) == set(self._get_steps()):
+            return plan
+        with self._plan_lock:
+            steps = self._get_steps()
+            configs = {name: step_config(func) for name, func in steps.items()}
+            accepted = {name: config.accepted_events for name, config in configs.items() if config}
+            types: dict[str, type[Event]] = {}
+            for kind in [*_BUILTIN_EVENTS, *self.events]:
+                types[f"{kind.__module__}.{kind.__qualname__}"] = kind
+            handlers = {}
+            for name, config in configs.items():
+                if config is not None and config.role == "step":
+                    handler = catch_error_handler_for(name, configs)  # type: ignore[arg-type]
+                    if handler is not None:
+                        handlers[name] = handler
+            plan = Plan(
+                name=self.workflow_name,
+                steps=steps,
+                configs=configs,  # type: ignore[arg-type]
+                routing=RoutingTable(accepted),
+                start_event=self._start_event_class,
+                stop_event=self._stop_event_class,
+                catch_handlers=handlers,
+                hitl=_uses_human_input(configs.values()),  # type: ignore[arg-type]
+                event_types=types,
+            )
+            self._cached_plan = plan
+            return plan
+
+    # --- running ----------------------------------------------------------------------------
+
+    def _start_event(self, start_event: StartEvent | None, kwargs: dict[str, Any]) -> StartEvent:
+        if start_event is not None:
+            if not isinstance(start_event, StartEvent):
+                raise ValueError("The 'start_event' argument must be an instance of 'StartEvent'.")
+            if kwargs:
+                logger.warning("Keyword arguments are ignored when a start_event is given")
+            return start_event
+        try:
+            return self._start_event_class(**kwargs)
+        except Exception as exc:
+            raise WorkflowRuntimeError(
+                f"Failed creating a start event of type '{self._start_event_class.__name__}' "
+                f"with the keyword arguments: {kwargs}"
+            ) from exc
+
+    def run(
+        self,
+        ctx: Context[Any] | None = None,
+        start_event: StartEvent | None = None,
+        **kwargs: Any,
+    ) -> WorkflowHandler:
+        """Start a run and return its handler; needs a running event loop.
+
+        Keyword arguments build the StartEvent. ``run_id=`` names the run.
+        ``ctx=`` runs in an existing context: a restored mid-run snapshot
+        resumes without a new StartEvent; a context whose run completed starts
+        a new run that keeps its state.
+        """
+        asyncio.get_running_loop()
+        self._ensure_valid()
+        run_id = kwargs.pop("run_id", None) or new_run_id()
+        ctx = ctx if ctx is not None else Context(self)
+        if ctx._handler is not None and not ctx._handler.is_done():
+            raise ContextStateError(
+                "Cannot start a new run while context is already running. "
+                "Wait for the current run to finish first."
+            )
+        restored = ctx._restored
+        resume = restored is not None and restored.is_running
+        infer_state_type(self)  # raises for incompatible state types, synchronously
+        event = None if resume else self._start_event(start_event, kwargs)
+        seed = self._seed(ctx, run_id, event)
+        engine = self.engine
+        previous_run = ctx._run_id
+
+        async def start() -> RunRecord:
+            state = seed.state
+            if state is None and previous_run is not None:
+                state = (await engine.store.load_state(previous_run)).blob
+            if self._num_concurrent_runs is not None:
+                await self._run_slot().acquire()
+            try:
+                return await engine.start_run(
+                    self, run_id, _with_state(seed, state), self._timeout
+                )
+            except BaseException:
+                self._release_slot()
+                raise
+
+        handler = WorkflowHandler(ctx, run_id, engine, start)
+        if self._num_concurrent_runs is not None:
+            handler._task.add_done_callback(lambda _: self._release_slot())
+        ctx._restored = None
+        ctx._attach(engine, run_id, handler)
+        return handler
+
+    def _seed(self, ctx: Context[Any], run_id: str, event: StartEvent | None) -> RunSeed:
+        plan = self._plan()
+        restored = ctx._restored
+        deliveries: list[Delivery] = []
+        buffers = {}
+        if event is None and restored is not None:
+            deliveries = seed_deliveries(restored, run_id, self.workflow_name)
+            buffers = restored.buffers
+        elif event is not None:
+            deliveries = [
+                Delivery(run_id, self.workflow_name, name, event, new_delivery_id())
+                for name in plan.routing.route(event).steps
+            ]
+        return RunSeed(
+            caps=plan.caps, state=ctx._seed_state(), deliveries=deliveries, buffers=buffers
+        )
+
+    def _run_slot(self) -> asyncio.Semaphore:
+        if self._semaphore is None:
+            self._semaphore = asyncio.Semaphore(self._num_concurrent_runs or 1)
+        return self._semaphore
+
+    def _release_slot(self) -> None:
+        if self._semaphore is not None:
+            self._semaphore.release()
+
+    def submit(self, start_event: StartEvent | None = None, **kwargs: Any) -> RunHandle:
+        """Start a run from synchronous code (a web view, a script); returns at once.
+
+        Example::
+
+            handle = MyWorkflow().submit(topic="pirates")
+            print(handle.run_id, handle.status)
+            result = handle.get(timeout=30)
+        """
+        from stalkflow.submit import submit_run
+
+        return submit_run(self, start_event, kwargs)
+
+
+def _with_state(seed: RunSeed, state: str | None) -> RunSeed:
+    if state is seed.state:
+        return seed
+    return RunSeed(
+        caps=seed.caps,
+        state=state,
+        deliveries=seed.deliveries,
+        waiters=seed.waiters,
+        buffers=seed.buffers,
+    )
+
+
+def _uses_human_input(configs: Any) -> bool:
+    for config in configs:
+        kinds = [*config.accepted_events, *config.return_types]
+        for kind in kinds:
+            if inspect.isclass(kind) and issubclass(kind, (InputRequiredEvent, HumanResponseEvent)):
+                return True
+    return False
+
+
+def _engine_from(runtime: Any) -> Engine | None:
+    from stalkflow.engine import Engine
+
+    return runtime if isinstance(runtime, Engine) else None
