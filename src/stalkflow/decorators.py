@@ -244,7 +244,11 @@ def catch_error(
     steps; ``None`` (the default) covers every step no scoped handler claims.
     ``max_recoveries`` bounds how often it runs for one lineage of events.
     """
-    if not isinstance(max_recoveries, int) or isinstance(max_recoveries, bool) or max_recoveries < 1:
+    if (
+        not isinstance(max_recoveries, int)
+        or isinstance(max_recoveries, bool)
+        or max_recoveries < 1
+    ):
         raise WorkflowValidationError("@catch_error max_recoveries must be an integer >= 1")
     if for_steps is not None and (
         not isinstance(for_steps, list) or not all(isinstance(s, str) for s in for_steps)

@@ -153,7 +153,9 @@ class Executor:
             worker_id=str(delivery.attempt - 1),
             input_event_name=str(type(delivery.event)),
             output_event_name=(
-                str(type(outcome.event)) if isinstance(outcome, Returned) and outcome.event else None
+                str(type(outcome.event))
+                if isinstance(outcome, Returned) and outcome.event
+                else None
             ),
         )
         if isinstance(outcome, Failed):

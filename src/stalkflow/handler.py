@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any
 
@@ -155,8 +156,7 @@ class WorkflowHandler:
         await self._engine.send_event(self._run_id, ev, step)
 
     def _send_later(self, ev: Event, step: str | None) -> None:
-        task = asyncio.ensure_future(self.send_event(ev, step))
-        task.add_done_callback(_log_failure)
+        spawn(self.send_event(ev, step))
 
     async def cancel_run(self, *, timeout: float = 5.0) -> None:
         """Cancel the run; ``await handler`` then raises ``WorkflowCancelledByUser``."""
@@ -171,7 +171,7 @@ class WorkflowHandler:
 
     def cancel(self) -> None:
         """Deprecated hard cancel: schedule ``cancel_run()``."""
-        asyncio.ensure_future(self.cancel_run())
+        spawn(self.cancel_run())
 
     async def stream_events(self, expose_internal: bool = False) -> AsyncGenerator[Event, None]:
         """Yield the run's published events in order, ending after its StopEvent.
@@ -215,8 +215,17 @@ class WorkflowHandler:
         )
 
 
-def _log_failure(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        import logging
+_background: set[asyncio.Future[Any]] = set()
 
+
+def spawn(awaitable: Awaitable[Any]) -> None:
+    """Run fire-and-forget work (``ctx.send_event`` from handler code), logging failures."""
+    task = asyncio.ensure_future(awaitable)
+    _background.add(task)
+    task.add_done_callback(_finished)
+
+
+def _finished(task: asyncio.Future[Any]) -> None:
+    _background.discard(task)
+    if not task.cancelled() and task.exception() is not None:
         logging.getLogger("stalkflow").warning("send_event failed: %r", task.exception())

@@ -9,12 +9,13 @@ the embedded engine the runs execute on one background event loop thread.
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from stalkflow.handler import outcome_of
 from stalkflow.events import Event, InternalDispatchEvent, StopEvent
+from stalkflow.handler import outcome_of
 
 if TYPE_CHECKING:
     from stalkflow.engine import Engine
@@ -33,9 +34,7 @@ def background_loop() -> asyncio.AbstractEventLoop:
     with _loop_lock:
         if _loop is None or _loop.is_closed():
             loop = asyncio.new_event_loop()
-            thread = threading.Thread(
-                target=loop.run_forever, name="stalkflow-loop", daemon=True
-            )
+            thread = threading.Thread(target=loop.run_forever, name="stalkflow-loop", daemon=True)
             thread.start()
             _loop = loop
         return _loop
@@ -85,11 +84,15 @@ class RunHandle:
         """
         cursor = after
         while True:
-            entries = _call(lambda: self._engine.store.read_stream(self.run_id, cursor, poll_s))
+            entries = _call(
+                functools.partial(self._engine.store.read_stream, self.run_id, cursor, poll_s)
+            )
             if not entries:
                 run = _call(lambda: self._engine.wait(self.run_id, 0))
                 if run is not None:
-                    tail = _call(lambda: self._engine.store.read_stream(self.run_id, cursor, 0))
+                    tail = _call(
+                        functools.partial(self._engine.store.read_stream, self.run_id, cursor, 0)
+                    )
                     if not tail:
                         return
                     entries = tail

@@ -270,7 +270,7 @@ class Workflow(metaclass=_WorkflowMeta):
                 start_event=self._start_event_class,
                 stop_event=self._stop_event_class,
                 catch_handlers=handlers,
-                hitl=_uses_human_input(configs.values()),  # type: ignore[arg-type]
+                hitl=_uses_human_input(configs.values()),
                 event_types=types,
             )
             self._cached_plan = plan
@@ -330,9 +330,7 @@ class Workflow(metaclass=_WorkflowMeta):
             if self._num_concurrent_runs is not None:
                 await self._run_slot().acquire()
             try:
-                return await engine.start_run(
-                    self, run_id, _with_state(seed, state), self._timeout
-                )
+                return await engine.start_run(self, run_id, _with_state(seed, state), self._timeout)
             except BaseException:
                 self._release_slot()
                 raise

@@ -262,7 +262,10 @@ def test_decorated_signature_with_optional_return_validates() -> None:
 
     def end(ev: A) -> StopEvent: ...
 
-    steps = {"begin": inspect_step(begin, {}, num_workers=1, retry_policy=None), "end": inspect_step(end, {}, num_workers=1, retry_policy=None)}
+    steps = {
+        "begin": inspect_step(begin, {}, num_workers=1, retry_policy=None),
+        "end": inspect_step(end, {}, num_workers=1, retry_policy=None),
+    }
     assert validate_workflow("Flow", steps, frozenset()) is False
 
 
@@ -307,7 +310,9 @@ def test_handler_errors_are_reported_together() -> None:
 @pytest.mark.parametrize("budget", [0, -3, 1.5, True, None])
 def test_invalid_max_recoveries_rejected(budget: Any) -> None:
     steps = {**SIMPLE, "h": handler(budget=budget), "w1": handler(), "w2": handler()}
-    fails(steps, f"@catch_error handler 'h' has max_recoveries={budget!r}; must be an integer >= 1.")
+    fails(
+        steps, f"@catch_error handler 'h' has max_recoveries={budget!r}; must be an integer >= 1."
+    )
 
 
 def test_handler_producing_events_is_reachable_and_valid() -> None:
@@ -338,9 +343,18 @@ def test_handler_lookup_without_wildcard() -> None:
 # --- graph checks -------------------------------------------------------------
 
 
-REACH = "  - [reachability] Unreachable steps: {}\n    Steps must be reachable from StartEvent or HumanResponseEvent."
-TERMINAL = "  - [terminal_event] Events produced but never consumed: {}\n    Only StopEvent and InputRequiredEvent may be terminal."
-DEAD = "  - [dead_end] Dead-end steps: {}\n    Steps must have a path to StopEvent or InputRequiredEvent."
+REACH = (
+    "  - [reachability] Unreachable steps: {}\n"
+    "    Steps must be reachable from StartEvent or HumanResponseEvent."
+)
+TERMINAL = (
+    "  - [terminal_event] Events produced but never consumed: {}\n"
+    "    Only StopEvent and InputRequiredEvent may be terminal."
+)
+DEAD = (
+    "  - [dead_end] Dead-end steps: {}\n"
+    "    Steps must have a path to StopEvent or InputRequiredEvent."
+)
 
 CYCLE = {
     "entry": cfg([StartEvent], [A, StopEvent]),
@@ -367,7 +381,10 @@ def test_graph_errors_are_gathered_in_order() -> None:
     steps = {**CYCLE, "island": cfg([Island], [Island, StopEvent])}
     fails(
         steps,
-        "Graph validation failed:\n" + REACH.format("island") + "\n" + DEAD.format("step_b, step_c"),
+        "Graph validation failed:\n"
+        + REACH.format("island")
+        + "\n"
+        + DEAD.format("step_b, step_c"),
     )
 
 
@@ -397,7 +414,11 @@ def test_graph_checks_skipped_workflow_wide() -> None:
     steps = {**CYCLE, "go2": cfg([A], [MyResponse]), "island": cfg([Island], [Island, StopEvent])}
     skip = {"reachability", "terminal_event", "dead_end"}
     assert validate_workflow("Flow", steps, frozenset(skip)) is False
-    fails(steps, "Graph validation failed:\n" + REACH.format("island"), skip={"dead_end", "terminal_event"})
+    fails(
+        steps,
+        "Graph validation failed:\n" + REACH.format("island"),
+        skip={"dead_end", "terminal_event"},
+    )
 
 
 def test_reachability_skipped_per_step() -> None:

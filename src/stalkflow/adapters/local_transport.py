@@ -36,7 +36,9 @@ class LocalTransport:
             else:
                 loop.call_soon_threadsafe(self._schedule, loop, delivery, delay_s)
 
-    def _schedule(self, loop: asyncio.AbstractEventLoop, delivery: Delivery, delay_s: float) -> None:
+    def _schedule(
+        self, loop: asyncio.AbstractEventLoop, delivery: Delivery, delay_s: float
+    ) -> None:
         if delay_s <= 0:
             self._spawn(loop, delivery)
             return
@@ -53,7 +55,7 @@ class LocalTransport:
 
     def _spawn(self, loop: asyncio.AbstractEventLoop, delivery: Delivery) -> None:
         assert self._execute is not None, "LocalTransport.start() was not called"
-        task = loop.create_task(self._execute(delivery))
+        task: asyncio.Task[None] = loop.create_task(_run(self._execute, delivery))
         tasks = self._tasks.setdefault(delivery.run_id, set())
         tasks.add(task)
         task.add_done_callback(tasks.discard)
@@ -72,3 +74,7 @@ class LocalTransport:
         for task in tasks:
             if task is not current:
                 loop.call_soon_threadsafe(task.cancel)
+
+
+async def _run(execute: Executor, delivery: Delivery) -> None:
+    await execute(delivery)

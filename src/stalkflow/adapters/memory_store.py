@@ -105,7 +105,8 @@ class MemoryStore:
         return [
             r
             for r in records
-            if (workflow is None or r.workflow == workflow) and (status is None or r.status == status)
+            if (workflow is None or r.workflow == workflow)
+            and (status is None or r.status == status)
         ]
 
     async def finish_run(self, run_id: str, outcome: RunOutcome) -> bool:

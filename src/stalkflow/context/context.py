@@ -141,7 +141,9 @@ class Context(Generic[MODEL_T]):
 
     def _require_run(self, name: str) -> None:
         if self._run_id is None:
-            raise ContextStateError(f"{name} requires a running workflow. Call workflow.run() first.")
+            raise ContextStateError(
+                f"{name} requires a running workflow. Call workflow.run() first."
+            )
 
     # --- events -------------------------------------------------------------------------
 
@@ -161,7 +163,9 @@ class Context(Generic[MODEL_T]):
             self._handler._send_later(message, step)
         else:
             assert self._engine is not None and self._run_id is not None
-            asyncio.ensure_future(self._engine.send_event(self._run_id, message, step))
+            from stalkflow.handler import spawn
+
+            spawn(self._engine.send_event(self._run_id, message, step))
 
     def collect_events(
         self, ev: Event, expected: list[type[Event]], buffer_id: str | None = None
@@ -201,9 +205,7 @@ class Context(Generic[MODEL_T]):
         """
         scope = self._require_step("wait_for_event")
         requirements = requirements or {}
-        key = waiter_id or (
-            f"waiter_{event_type.__module__}.{event_type.__name__}_{requirements}"
-        )
+        key = waiter_id or (f"waiter_{event_type.__module__}.{event_type.__name__}_{requirements}")
         if key in scope.resolved:
             event = scope.resolved[key]
             if event is None:
@@ -224,7 +226,9 @@ class Context(Generic[MODEL_T]):
             scope.writes.append(asyncio.ensure_future(coro))
         except RuntimeError:  # a sync step in a worker thread
             loop = self._step_loop()
-            scope.writes.append(asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop), loop=loop))
+            scope.writes.append(
+                asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop), loop=loop)
+            )
 
     def _step_loop(self) -> asyncio.AbstractEventLoop:
         scope = self._require_step("write_event_to_stream")
@@ -280,13 +284,19 @@ class Context(Generic[MODEL_T]):
     def to_dict(self, serializer: BaseSerializer | None = None) -> dict[str, Any]:
         """The context as a JSON-compatible dict, in upstream's format (version 1)."""
         if self._scope is not None:
-            raise ContextStateError("to_dict is only available from handler code, not from within steps.")
+            raise ContextStateError(
+                "to_dict is only available from handler code, not from within steps."
+            )
         serializer = serializer or self._serializer
         if self._engine is None or self._run_id is None:
             if self._restored is not None:
                 return self._restored.raw
-            raise ContextStateError("to_dict requires a running workflow. Call workflow.run() first.")
-        return snapshots.export(self._workflow, self._engine, self._run_id, self._codec(), serializer)
+            raise ContextStateError(
+                "to_dict requires a running workflow. Call workflow.run() first."
+            )
+        return snapshots.export(
+            self._workflow, self._engine, self._run_id, self._codec(), serializer
+        )
 
     @classmethod
     def from_dict(

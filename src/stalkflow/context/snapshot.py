@@ -70,7 +70,8 @@ def parse(workflow: Workflow, data: dict[str, Any], serializer: BaseSerializer) 
     """Validate and parse a ``to_dict()`` payload eagerly; state is decoded later."""
     if not isinstance(data, dict):
         raise ContextSerdeError(
-            f"Context dict specified in an invalid format: expected a dict, got {type(data).__name__}"
+            "Context dict specified in an invalid format: expected a dict, "
+            f"got {type(data).__name__}"
         )
     serializers = [_decoder(workflow, serializer), serializer]
     try:
@@ -80,10 +81,14 @@ def parse(workflow: Workflow, data: dict[str, Any], serializer: BaseSerializer) 
             )
         state = data.get("state")
         if state is not None and not isinstance(state, dict):
-            raise ContextSerdeError("Context dict specified in an invalid format: 'state' must be a dict")
+            raise ContextSerdeError(
+                "Context dict specified in an invalid format: 'state' must be a dict"
+            )
         workers = data.get("workers", {})
         if not isinstance(workers, dict):
-            raise ContextSerdeError("Context dict specified in an invalid format: 'workers' must be a dict")
+            raise ContextSerdeError(
+                "Context dict specified in an invalid format: 'workers' must be a dict"
+            )
         steps = set(workflow._plan().configs)
         queued: list[tuple[str, Event, int]] = []
         buffers: dict[tuple[str, str], list[Event]] = {}
@@ -93,7 +98,11 @@ def parse(workflow: Workflow, data: dict[str, Any], serializer: BaseSerializer) 
                     f"Context dict names a step {step_name!r} that the workflow does not have"
                 )
             for item in worker.get("queue", []):
-                raw, attempts = (item["event"], int(item.get("attempts", 0))) if isinstance(item, dict) else (item, 0)
+                raw, attempts = (
+                    (item["event"], int(item.get("attempts", 0)))
+                    if isinstance(item, dict)
+                    else (item, 0)
+                )
                 queued.append((step_name, _decode_event(serializers, raw), attempts))
             for raw in worker.get("in_progress", []):
                 raw_event = raw["event"] if isinstance(raw, dict) else raw
@@ -160,7 +169,7 @@ def export(
                 {
                     "waiter_id": waiter.waiter_id,
                     "event": serializer.serialize(waiter.delivery.event),
-                    "waiting_for_event": f"{waiter.event_type.__module__}.{waiter.event_type.__qualname__}",
+                    "waiting_for_event": _type_name(waiter.event_type),
                     "has_requirements": bool(waiter.requirements),
                     "resolved_event": None,
                 }
@@ -175,6 +184,10 @@ def export(
         "is_running": resumable,
         "workers": workers,
     }
+
+
+def _type_name(kind: type[Event]) -> str:
+    return f"{kind.__module__}.{kind.__qualname__}"
 
 
 def _queue_item(delivery: Delivery, serializer: BaseSerializer) -> dict[str, Any]:

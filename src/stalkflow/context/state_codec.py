@@ -120,7 +120,7 @@ class StateCodec(Generic[M]):
         state_data = payload.get("state_data")
         if payload.get("state_type", "DictState") == "DictState" or self.untyped:
             values = (state_data or {}).get("_data", {}) if isinstance(state_data, dict) else {}
-            state: Any = self.new() if self.untyped else self.new()
+            state: Any = self.new()
             decoded = {}
             for key, raw in values.items():
                 try:
@@ -138,7 +138,7 @@ class StateCodec(Generic[M]):
             raw_json = json.loads(state_data)
             if isinstance(raw_json, dict) and raw_json.get("__is_pydantic"):
                 return self.encode(self.state_type.model_validate(raw_json["value"]))
-        return self.encode(self._coerce(serializer.deserialize(state_data)))
+        return self.encode(self._coerce(serializer.deserialize(str(state_data))))
 
 
 def _serialize(serializer: BaseSerializer, key: str, value: Any) -> str:

@@ -177,9 +177,7 @@ class StateStore(Generic[MODEL_T]):
                     snapshot = await self._store.load_state(self._key)
                     state = self._codec.check(change(self._codec.decode(snapshot.blob)))
                     blob = self._codec.encode(state)
-                    status = await self._store.save_state(
-                        self._key, blob, snapshot.version, token
-                    )
+                    status = await self._store.save_state(self._key, blob, snapshot.version, token)
                     if status is SaveStatus.SAVED:
                         return
                     raise StateLockLostError(
@@ -294,6 +292,5 @@ def infer_state_type(workflow: Workflow) -> type[BaseModel]:
             return candidate
     names = ", ".join(sorted(t.__name__ for t in types))
     raise ValueError(
-        "Multiple state types are not in a compatible inheritance hierarchy. "
-        f"Found: {names}"
+        f"Multiple state types are not in a compatible inheritance hierarchy. Found: {names}"
     )

@@ -1,0 +1,46 @@
+"""Adding Typed State (earlier version of the page): the same counter, named ``ctx_state``.
+
+Run: python examples/typed_state_ctx_state.py
+"""
+
+import asyncio
+
+from pydantic import BaseModel, Field
+
+from stalkflow import Workflow, Context, step
+from stalkflow.events import (
+    StartEvent,
+    StopEvent,
+)
+
+
+class CounterState(BaseModel):
+    count: int = Field(default=0)
+
+
+
+
+class MyWorkflow(Workflow):
+    @step
+    async def start(
+        self,
+        ctx: Context[CounterState],
+        ev: StartEvent
+    ) -> StopEvent:
+        # Allows for atomic state updates
+        async with ctx.store.edit_state() as ctx_state:
+            ctx_state.count += 1
+
+
+        return StopEvent(result="Done!")
+
+
+async def main() -> None:
+    handler = MyWorkflow().run()
+    result = await handler
+    state = await handler.ctx.store.get_state()
+    print(f"result: {result!r}, state: {state!r}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
