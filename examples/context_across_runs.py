@@ -1,3 +1,4 @@
+# ruff: noqa: I001  (the import order is the documentation's, kept verbatim)
 """Maintaining Context Across Runs: pass the same ``Context`` to ``.run()`` twice.
 
 From the "Managing State" page. The workflow is the page's first example (the

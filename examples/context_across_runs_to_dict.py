@@ -1,3 +1,4 @@
+# ruff: noqa: I001  (the import order is the documentation's, kept verbatim)
 """Maintaining Context Across Runs, with the optional save/restore step enabled.
 
 The page's snippet with its commented ``ctx.to_dict()`` /
@@ -9,7 +10,6 @@ Run: python examples/context_across_runs_to_dict.py
 """
 
 import asyncio
-import json
 
 from stalkflow import Workflow, Context, step
 from stalkflow.events import StartEvent, StopEvent
@@ -34,8 +34,8 @@ async def main() -> None:
 
     # Optional: save the ctx somewhere and restore
     ctx_dict = ctx.to_dict()
-    print(f"saved context: {len(json.dumps(ctx_dict))} bytes of JSON")
     ctx = Context.from_dict(workflow, ctx_dict)
+    print(f"restored context: count = {await ctx.store.get('count')}")
 
     # continue with next run
     handler = workflow.run(ctx=ctx)

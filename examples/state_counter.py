@@ -1,3 +1,4 @@
+# ruff: noqa: I001  (the import order is the documentation's, kept verbatim)
 """Managing State: the untyped state store, read and written through ``ctx.store``.
 
 From the "Managing State" page (current version). Each run of a fresh context

@@ -1,3 +1,4 @@
+# ruff: noqa: I001  (the import order is the documentation's, kept verbatim)
 """Managing State (earlier version of the page): a counter kept in the untyped store.
 
 This version of the step returns a bare ``StopEvent()``, so the run's result
@@ -13,14 +14,12 @@ from stalkflow.events import StartEvent, StopEvent
 
 
 class MyWorkflow(Workflow):
-
-
     @step
     async def my_step(self, ctx: Context, ev: StartEvent) -> StopEvent:
-       current_count = await ctx.store.get("count", default=0)
-       current_count += 1
-       await ctx.store.set("count", current_count)
-       return StopEvent()
+        current_count = await ctx.store.get("count", default=0)
+        current_count += 1
+        await ctx.store.set("count", current_count)
+        return StopEvent()
 
 
 async def main() -> None:

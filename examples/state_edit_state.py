@@ -1,3 +1,4 @@
+# ruff: noqa: I001  (the import order is the documentation's, kept verbatim)
 """Locking the State: an atomic read-modify-write with ``ctx.store.edit_state()``.
 
 From the "Managing State" page (current version). The page shows only the

@@ -1,3 +1,4 @@
+# ruff: noqa: I001  (the import order is the documentation's, kept verbatim)
 """Locking the State (earlier version of the page): initialize and increment under the lock.
 
 The page shows only the step; it is wrapped here in the workflow of the page's
@@ -16,12 +17,12 @@ from stalkflow.events import StartEvent, StopEvent
 class MyWorkflow(Workflow):
     @step
     async def my_step(self, ctx: Context, ev: StartEvent) -> StopEvent:
-       # No other steps can access the state while the `with` block is running
-       async with ctx.store.edit_state() as ctx_state:
-           if "count" not in ctx_state:
-               ctx_state["count"] = 0
-           ctx_state["count"] += 1
-       return StopEvent()
+        # No other steps can access the state while the `with` block is running
+        async with ctx.store.edit_state() as ctx_state:
+            if "count" not in ctx_state:
+                ctx_state["count"] = 0
+            ctx_state["count"] += 1
+        return StopEvent()
 
 
 async def main() -> None:

@@ -1,3 +1,4 @@
+# ruff: noqa: I001  (the import order is the documentation's, kept verbatim)
 """Adding Typed State: a pydantic model as the workflow's state.
 
 From the "Managing State" page (current version). ``Context[CounterState]``
@@ -23,9 +24,7 @@ class CounterState(BaseModel):
 
 class MyWorkflow(Workflow):
     @step
-    async def start(
-        self, ctx: Context[CounterState], ev: StartEvent
-    ) -> StopEvent:
+    async def start(self, ctx: Context[CounterState], ev: StartEvent) -> StopEvent:
         # Allows for atomic state updates
         async with ctx.store.edit_state() as state:
             state.count += 1

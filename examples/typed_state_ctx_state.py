@@ -1,3 +1,4 @@
+# ruff: noqa: I001  (the import order is the documentation's, kept verbatim)
 """Adding Typed State (earlier version of the page): the same counter, named ``ctx_state``.
 
 Run: python examples/typed_state_ctx_state.py
@@ -18,19 +19,12 @@ class CounterState(BaseModel):
     count: int = Field(default=0)
 
 
-
-
 class MyWorkflow(Workflow):
     @step
-    async def start(
-        self,
-        ctx: Context[CounterState],
-        ev: StartEvent
-    ) -> StopEvent:
+    async def start(self, ctx: Context[CounterState], ev: StartEvent) -> StopEvent:
         # Allows for atomic state updates
         async with ctx.store.edit_state() as ctx_state:
             ctx_state.count += 1
-
 
         return StopEvent(result="Done!")
 

@@ -1,3 +1,4 @@
+# ruff: noqa: I001  (the import order is the documentation's, kept verbatim)
 """Typed state, one field at a time: ``get``/``set`` by name, then ``get_state()``.
 
 From the "Managing State" page (current version). The page shows only the

@@ -7,6 +7,7 @@ default) or on Celery workers with its Context in Redis
 
 from stalkflow.context import Context
 from stalkflow.decorators import catch_error, step
+from stalkflow.distributed import configure
 from stalkflow.engine import Engine, get_engine, set_engine
 from stalkflow.errors import StalkflowError
 from stalkflow.submit import RunHandle, get_run
@@ -19,6 +20,7 @@ __all__ = [
     "StalkflowError",
     "Workflow",
     "catch_error",
+    "configure",
     "get_engine",
     "get_run",
     "set_engine",

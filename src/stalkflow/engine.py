@@ -105,6 +105,7 @@ class Engine:
             hitl=workflow._plan().hitl,
         )
         self._live[run_id] = workflow
+        self.registry.register(workflow, replace=False)
         released = await self.store.create_run(record, seed)
         await self.transport.dispatch(released)
         return record

@@ -21,6 +21,10 @@ class Settings:
 
     broker_url: str | None = None
     redis_url: str | None = None
+    #: Every Redis key of the store starts with it; clients and workers must agree.
+    prefix: str = "stalkflow"
+    #: The Celery queue of steps that name none (``@step(queue=...)`` overrides it).
+    queue: str = "stalkflow"
     visibility_timeout_s: float = 3600.0
     result_ttl_s: float = 7 * 24 * 3600.0
     lock_lease_s: float = 15.0
@@ -38,6 +42,10 @@ class Settings:
             values["broker_url"] = env["STALKFLOW_BROKER_URL"]
         if env.get("STALKFLOW_REDIS_URL"):
             values["redis_url"] = env["STALKFLOW_REDIS_URL"]
+        if env.get("STALKFLOW_PREFIX"):
+            values["prefix"] = env["STALKFLOW_PREFIX"]
+        if env.get("STALKFLOW_QUEUE"):
+            values["queue"] = env["STALKFLOW_QUEUE"]
         for field, name in (
             ("visibility_timeout_s", "STALKFLOW_VISIBILITY_TIMEOUT_S"),
             ("result_ttl_s", "STALKFLOW_RESULT_TTL_S"),
@@ -49,6 +57,11 @@ class Settings:
         return cls(**values)
 
     def build_engine(self) -> Engine:
-        raise NotImplementedError(
-            "The distributed engine (Celery + Redis) is not available in this version"
-        )
+        """The distributed engine these settings describe (RedisStore + CeleryTransport).
+
+        A ``redis_url`` alone is the broker too; a Redis ``broker_url`` alone is
+        the store too. See :func:`stalkflow.distributed.build_engine`.
+        """
+        from stalkflow.distributed import build_engine
+
+        return build_engine(self)

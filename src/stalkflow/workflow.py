@@ -110,19 +110,12 @@ class Workflow(metaclass=_WorkflowMeta):
         self._semaphore: asyncio.Semaphore | None = None
         self._workflow_name = workflow_name
         self._engine = engine if engine is not None else _engine_from(runtime)
+        configs = self.step_configs()
+        self._start_event_class = find_start_event(type(self).__name__, configs)
+        self._stop_event_class = find_stop_event(type(self).__name__, configs)
         if skip_graph_checks:
             unknown_graph_checks(skip_graph_checks)
         self._skip_graph_checks = frozenset(skip_graph_checks or ())
-        configs = self.step_configs()
-        if not configs:
-            from stalkflow.errors import WorkflowConfigurationError
-
-            raise WorkflowConfigurationError(
-                f"Workflow '{self.workflow_name}' has no configured steps. "
-                "Did you forget to decorate methods with @step?"
-            )
-        self._start_event_class = find_start_event(self.workflow_name, configs)
-        self._stop_event_class = find_stop_event(self.workflow_name, configs)
         self._validated: bool | None = None
         self._cached_plan: Plan | None = None
         self._plan_lock = threading.Lock()
@@ -212,7 +205,7 @@ class Workflow(metaclass=_WorkflowMeta):
     ) -> bool:
         """Check the event graph; True if the workflow takes human input (HITL)."""
         hitl = validate_workflow(
-            self.workflow_name,
+            type(self).__name__,
             self.step_configs(),
             self._skip_graph_checks,
             validate_resource_configs=validate_resource_configs,
@@ -323,21 +316,28 @@ class Workflow(metaclass=_WorkflowMeta):
         engine = self.engine
         previous_run = ctx._run_id
 
+        holds_slot = False
+
         async def start() -> RunRecord:
+            nonlocal holds_slot
             state = seed.state
             if state is None and previous_run is not None:
                 state = (await engine.store.load_state(previous_run)).blob
             if self._num_concurrent_runs is not None:
                 await self._run_slot().acquire()
-            try:
-                return await engine.start_run(self, run_id, _with_state(seed, state), self._timeout)
-            except BaseException:
+                holds_slot = True
+            return await engine.start_run(self, run_id, _with_state(seed, state), self._timeout)
+
+        def release_slot(_: object) -> None:
+            # Once per run, and only if the slot was taken (a failed start releases it too).
+            nonlocal holds_slot
+            if holds_slot:
+                holds_slot = False
                 self._release_slot()
-                raise
 
         handler = WorkflowHandler(ctx, run_id, engine, start)
         if self._num_concurrent_runs is not None:
-            handler._task.add_done_callback(lambda _: self._release_slot())
+            handler._task.add_done_callback(release_slot)
         ctx._restored = None
         ctx._attach(engine, run_id, handler)
         return handler

@@ -47,7 +47,14 @@ class _Run:
     buffers: dict[tuple[str, str], list[tuple[str, Event]]] = dataclasses.field(
         default_factory=dict
     )
-    completed_sets: dict[str, list[Event]] = dataclasses.field(default_factory=dict)
+    # per delivery id, the sets it completed, by buffer key: handed out again if
+    # the delivery re-executes before its commit
+    completed_sets: dict[str, dict[tuple[str, str], list[tuple[str, Event]]]] = dataclasses.field(
+        default_factory=dict
+    )
+    # (buffer key, delivery id) of every event already handed out in a set, so a
+    # delivery re-executed after that never buffers its event a second time
+    consumed: set[tuple[tuple[str, str], str]] = dataclasses.field(default_factory=set)
     stream: list[Event] = dataclasses.field(default_factory=list)
     stream_waiters: list[asyncio.Future[None]] = dataclasses.field(default_factory=list)
     finish_waiters: list[asyncio.Future[None]] = dataclasses.field(default_factory=list)
@@ -129,6 +136,7 @@ class MemoryStore:
             entry.stream.append(outcome.terminal_event)
         entry.buffers.clear()
         entry.completed_sets.clear()
+        entry.consumed.clear()
         entry.waiters.clear()
         wake(entry.stream_waiters)
         wake(entry.finish_waiters)
@@ -159,7 +167,7 @@ class MemoryStore:
                 queued=[d for q in entry.queued.values() for d in q],
                 in_progress=list(entry.in_progress.values()),
                 waiters=list(entry.waiters.values()),
-                buffers={k: [ev for _, ev in v] for k, v in entry.buffers.items()},
+                buffers=_resumable_buffers(entry),
             )
 
     # --- execution ----------------------------------------------------------------
@@ -184,13 +192,15 @@ class MemoryStore:
                 return CommitResult(committed=False, status=RunStatus.FAILED)
             if entry.record.finished:
                 return self._result(entry, False, [])
+            stream_length = len(entry.stream)
             delivery = commit.delivery
             if delivery is not None:
                 if delivery.delivery_id in entry.committed:
                     return self._result(entry, False, [])
                 entry.committed.add(delivery.delivery_id)
                 entry.in_progress.pop(delivery.delivery_id, None)
-                entry.completed_sets.pop(delivery.delivery_id, None)
+                if commit.retry is None:
+                    entry.completed_sets.pop(delivery.lineage_id, None)
             released: list[Delivery] = []
             if commit.retry is not None:
                 entry.in_progress[commit.retry.delivery_id] = commit.retry
@@ -209,7 +219,8 @@ class MemoryStore:
             entry.stream.extend(commit.stream)
             if commit.outcome is not None:
                 self._finish(entry, commit.outcome)
-            elif commit.stream or commit.waiter_event is not None:
+            elif len(entry.stream) != stream_length:
+                # also the notices of deliveries queued behind a cap
                 wake(entry.stream_waiters)
             return self._result(entry, True, released)
 
@@ -229,7 +240,10 @@ class MemoryStore:
                 delivery_id=f"{waiter.delivery.delivery_id}:timeout:{waiter_id}",
                 resolved=resolved,
             )
+            stream_length = len(entry.stream)
             self._admit(entry, redelivery, released)
+            if len(entry.stream) != stream_length:
+                wake(entry.stream_waiters)
             return self._result(entry, True, released)
 
     def _result(self, entry: _Run, committed: bool, released: list[Delivery]) -> CommitResult:
@@ -278,9 +292,11 @@ class MemoryStore:
     ) -> list[Event] | None:
         with self._mutex:
             entry = self._runs[run_id]
-            done = entry.completed_sets.get(delivery_id)
+            done = entry.completed_sets.get(delivery_id, {}).get(key)
             if done is not None:
-                return list(done)
+                return [event for _, event in done]
+            if (key, delivery_id) in entry.consumed:
+                return None
             buffer = entry.buffers.setdefault(key, [])
             if type(event) in expected and all(d != delivery_id for d, _ in buffer):
                 buffer.append((delivery_id, event))
@@ -288,8 +304,9 @@ class MemoryStore:
             if picked is None:
                 return None
             del entry.buffers[key]
-            entry.completed_sets[delivery_id] = picked
-            return list(picked)
+            entry.consumed.update((key, buffered) for buffered, _ in buffer)
+            entry.completed_sets.setdefault(delivery_id, {})[key] = picked
+            return [event for _, event in picked]
 
     async def waiters(self, run_id: str) -> Sequence[Waiter]:
         entry = self._runs.get(run_id)
@@ -391,16 +408,40 @@ class MemoryStore:
                 return []
 
 
-def _pick(buffer: list[tuple[str, Event]], expected: Sequence[type[Event]]) -> list[Event] | None:
-    """The buffered events that fill ``expected`` in its order, or None if some are missing."""
+def _pick(
+    buffer: list[tuple[str, Event]], expected: Sequence[type[Event]]
+) -> list[tuple[str, Event]] | None:
+    """The buffered entries that fill ``expected`` in its order, or None if some are missing."""
     used: set[int] = set()
-    picked: list[Event] = []
+    picked: list[tuple[str, Event]] = []
     for kind in expected:
-        for index, (_, event) in enumerate(buffer):
+        for index, (delivery_id, event) in enumerate(buffer):
             if index not in used and type(event) is kind:
                 used.add(index)
-                picked.append(event)
+                picked.append((delivery_id, event))
                 break
         else:
             return None
     return picked
+
+
+def _resumable_buffers(entry: _Run) -> dict[tuple[str, str], list[Event]]:
+    """The collect buffers as a resumed run must see them.
+
+    A delivery still in progress re-runs on resume and buffers its event again,
+    so its own entry is left out; a set it completed but has not committed goes
+    back into the buffer (less its own event) so that its re-run completes it.
+    """
+    running = {d.lineage_id for d in entry.in_progress.values()}
+    buffers: dict[tuple[str, str], list[Event]] = {}
+    for key, items in entry.buffers.items():
+        kept = [event for owner, event in items if owner not in running]
+        if kept:
+            buffers[key] = kept
+    for owner, sets in entry.completed_sets.items():
+        if owner not in running:
+            continue
+        for key, picked in sets.items():
+            returned = [event for other, event in picked if other != owner]
+            buffers.setdefault(key, [])[:0] = returned
+    return buffers

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 import warnings
+import weakref
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -38,6 +39,10 @@ if TYPE_CHECKING:
 
 MODEL_T = TypeVar("MODEL_T", bound=BaseModel)
 T = TypeVar("T", bound=Event)
+
+# The serializer of the Context that started each run in this process, so that the
+# steps of the run encode its state the same way (e.g. an opt-in PickleSerializer).
+_run_serializers: weakref.WeakValueDictionary[str, BaseSerializer] = weakref.WeakValueDictionary()
 
 
 class Context(Generic[MODEL_T]):
@@ -75,7 +80,7 @@ class Context(Generic[MODEL_T]):
     ) -> Context[Any]:
         ctx: Context[Any] = cls.__new__(cls)
         ctx._workflow = workflow
-        ctx._serializer = JsonSerializer()
+        ctx._serializer = _run_serializers.get(run.run_id) or JsonSerializer()
         ctx._engine = engine
         ctx._run_id = run.run_id
         ctx._handler = None
@@ -90,6 +95,7 @@ class Context(Generic[MODEL_T]):
         self._run_id = run_id
         self._handler = handler
         self._staging = None
+        _run_serializers[run_id] = self._serializer
 
     # --- state ------------------------------------------------------------------------
 
@@ -182,7 +188,7 @@ class Context(Generic[MODEL_T]):
         return self._engine.store.collect(
             self._run_id,
             (scope.delivery.step, buffer_id or "default"),
-            scope.delivery.delivery_id,
+            scope.delivery.lineage_id,
             ev,
             list(expected),
         )
@@ -282,7 +288,7 @@ class Context(Generic[MODEL_T]):
     # --- serialization -------------------------------------------------------------------
 
     def to_dict(self, serializer: BaseSerializer | None = None) -> dict[str, Any]:
-        """The context as a JSON-compatible dict, in upstream's format (version 1)."""
+        """The context as a JSON-compatible dict, in upstream's format (version 2)."""
         if self._scope is not None:
             raise ContextStateError(
                 "to_dict is only available from handler code, not from within steps."

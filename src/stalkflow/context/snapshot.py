@@ -1,7 +1,8 @@
-"""``Context.to_dict()`` and ``Context.from_dict()``: a run as upstream's version-1 dict.
+"""``Context.to_dict()`` and ``Context.from_dict()``: a run as upstream's serialized dict.
 
-The format is upstream's, so a dict saved by llama-index-workflows restores
-here and the other way round: ``{"version": 1, "state": ..., "is_running": ...,
+The format is upstream's (version 2, as llama-index-workflows 2.26 writes it;
+versions 0 and 1 are read too), so a dict saved by llama-index-workflows
+restores here and the other way round: ``{"version": 2, "state": ..., "is_running": ...,
 "workers": {step: {"queue", "in_progress", "collected_events",
 "collected_waiters"}}}``, events as serializer strings. A waiter is restored by
 re-running its step, which registers it again (upstream does the same, since
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from stalkflow.engine import Engine
     from stalkflow.workflow import Workflow
 
+VERSION = 2
 RESUMABLE = (RunStatus.RUNNING, RunStatus.CANCELLED, RunStatus.TIMED_OUT)
 
 
@@ -75,10 +77,14 @@ def parse(workflow: Workflow, data: dict[str, Any], serializer: BaseSerializer) 
         )
     serializers = [_decoder(workflow, serializer), serializer]
     try:
-        if data.get("version", 0) not in (0, 1):
+        version = data.get("version")
+        if version is not None and (not isinstance(version, int) or version > VERSION):
             raise ContextSerdeError(
-                f"Context dict specified in an invalid format: unknown version {data['version']!r}"
+                f"Cannot load serialized workflow context with version={version!r}; "
+                f"this library supports up to version {VERSION}."
             )
+        if not version:
+            data = _from_v0(data)
         state = data.get("state")
         if state is not None and not isinstance(state, dict):
             raise ContextSerdeError(
@@ -129,6 +135,25 @@ def parse(workflow: Workflow, data: dict[str, Any], serializer: BaseSerializer) 
         raise ContextSerdeError(f"Context dict specified in an invalid format: {exc}") from exc
 
 
+def _from_v0(data: dict[str, Any]) -> dict[str, Any]:
+    """The oldest format: queues as JSON strings, in-progress events at the top level."""
+    import json
+
+    workers: dict[str, dict[str, Any]] = {}
+    for step_name, raw_queue in data.get("queues", {}).items():
+        if step_name in data.get("waiting_ids", []):
+            continue
+        events = json.loads(raw_queue) if isinstance(raw_queue, str) else raw_queue
+        workers.setdefault(step_name, {})["queue"] = list(events)
+    for step_name, events in data.get("in_progress", {}).items():
+        workers.setdefault(step_name, {})["in_progress"] = list(events)
+    return {
+        "state": data.get("state") or None,
+        "is_running": data.get("is_running", False),
+        "workers": workers,
+    }
+
+
 def seed_deliveries(restored: Restored, run_id: str, workflow: str) -> list[Delivery]:
     return [
         Delivery(
@@ -163,7 +188,7 @@ def export(
         for delivery in snap.queued:
             workers[delivery.step]["queue"].append(_queue_item(delivery, serializer))
         for delivery in snap.in_progress:
-            workers[delivery.step]["in_progress"].append(serializer.serialize(delivery.event))
+            workers[delivery.step]["in_progress"].append(_queue_item(delivery, serializer))
         for waiter in snap.waiters:
             workers[waiter.delivery.step]["collected_waiters"].append(
                 {
@@ -179,7 +204,7 @@ def export(
                 serializer.serialize(e) for e in events
             ]
     return {
-        "version": 1,
+        "version": VERSION,
         "state": codec.to_payload(snap.state.blob, serializer),
         "is_running": resumable,
         "workers": workers,

@@ -155,12 +155,33 @@ class StateStore(Generic[MODEL_T]):
             merged = {**current.model_dump(), **state.model_dump()}
             return current_type.model_validate(merged)
 
-        await self._update(change)
+        if not self._replace_live(change):
+            await self._update(change)
 
     async def clear(self) -> None:
         """Reset the state to the model's defaults."""
         fresh = self._codec.new()
-        await self._update(lambda _: fresh)
+        if not self._replace_live(lambda _: fresh):
+            await self._update(lambda _: fresh)
+
+    def _replace_live(self, change: Any) -> bool:
+        """Inside ``edit_state()``: apply a whole-state change to the state being edited.
+
+        The block's object is changed in place (it is what the block writes at its
+        end), so ``set_state``/``clear`` inside the block neither wait for the lock
+        the block holds nor get overwritten by it.
+        """
+        live = self._live()
+        if live is None:
+            return False
+        new = self._codec.check(change(live))
+        if self._codec.untyped:
+            live._data.clear()
+            live._data.update(new._data)  # type: ignore[attr-defined]
+        else:
+            for name in type(live).model_fields:
+                setattr(live, name, getattr(new, name))
+        return True
 
     async def _update(self, change: Any) -> None:
         """Read, change and compare-and-set, retrying on a concurrent write."""

@@ -79,11 +79,16 @@ class Delivery:
     expires_waiter: str | None = None
     recoveries: int = 0
 
+    @property
+    def lineage_id(self) -> str:
+        """The id shared by every attempt of this delivery (retries add ``~N``)."""
+        return self.delivery_id.split("~")[0]
+
     def retried(self, error: ErrorInfo, now: float) -> Delivery:
         """The same delivery, one attempt later, remembering why the last one failed."""
         return dataclasses.replace(
             self,
-            delivery_id=f"{self.delivery_id.split('~')[0]}~{self.attempt + 1}",
+            delivery_id=f"{self.lineage_id}~{self.attempt + 1}",
             attempt=self.attempt + 1,
             first_attempt_at=self.first_attempt_at or now,
             last_error=error,
@@ -106,6 +111,14 @@ class Waiter:
         if type(event) is not self.event_type:
             return False
         return all(getattr(event, key, None) == value for key, value in self.requirements.items())
+
+    def timeout_redelivery(self) -> Delivery:
+        """The step's re-run once this waiter has timed out: its ``resolved`` entry is None."""
+        return dataclasses.replace(
+            self.delivery,
+            delivery_id=f"{self.delivery.delivery_id}:timeout:{self.waiter_id}",
+            resolved={**self.delivery.resolved, self.waiter_id: None},
+        )
 
 
 def now_s() -> float:

@@ -29,6 +29,11 @@ def _child(container: Any, segment: str) -> Any:
             return container[index]
         except (TypeError, KeyError, IndexError):
             pass
+    found, value = _dynamic_key(container, segment)
+    if found:
+        # A dynamic key of a DictState/Event wins over a method of the same name
+        # ("items", "keys", "get"): the user stored it, so the user reads it.
+        return value
     try:
         return getattr(container, segment)
     except AttributeError:
@@ -38,6 +43,23 @@ def _child(container: Any, segment: str) -> Any:
             if value is not _MISSING:
                 return value
         raise
+
+
+def _dynamic_key(container: Any, segment: str) -> tuple[bool, Any]:
+    """``(True, value)`` if ``segment`` is a dynamic (``_data``) key of a dict-like model.
+
+    For a dict-like model (DictState, Event) a name that is neither a declared
+    field nor a dynamic key is missing, even if a method has that name.
+    """
+    private = getattr(container, "__pydantic_private__", None)
+    data = private.get("_data") if isinstance(private, dict) else None
+    if not isinstance(data, dict):
+        return False, None
+    if segment in getattr(type(container), "model_fields", {}):
+        return False, None
+    if segment not in data:
+        raise KeyError(segment)
+    return True, data[segment]
 
 
 def get_path(root: Any, path: str, default: Any = ...) -> Any:

@@ -209,7 +209,7 @@ class WorkflowGraph(BaseModel):
                             WorkflowGraphEdge(source=node.id, target=edge.target, label=label)
                         )
                 elif edge.target in removed and edge.target not in visited:
-                    pass
+                    visited.add(edge.target)
                     first = via if via is not None else labels[edge.target]
                     stack.extend((nxt, first) for nxt in reversed(outgoing.get(edge.target, [])))
         return WorkflowGraph(

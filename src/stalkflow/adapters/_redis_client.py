@@ -1,0 +1,201 @@
+"""Connections of the Redis store: clients per event loop, scripts, and error translation.
+
+A store may be called from any event loop: a worker's persistent loop, a test's
+loop, or the fresh loop that ``stalkflow._sync.run_blocking`` starts in a helper
+thread. redis.asyncio connections belong to the loop that opened them, so each
+running loop gets its own pair of clients (one for quick commands, one with a
+longer socket timeout for blocking reads), made when that loop first calls, and
+closed when the loop shuts down or the store closes. Synchronous callers
+(``Store.collect``) share one thread-safe sync client.
+
+Every redis-py exception is translated here into stalkflow's own, and the URL
+in a message never shows its password.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import threading
+from collections.abc import AsyncGenerator, Iterator
+from functools import cache
+from importlib import resources
+
+import redis
+import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript, Script
+
+from stalkflow._urls import redact, redact_url
+from stalkflow.adapters.redis_keys import lua_key_table
+from stalkflow.errors import BackendError, StoreUnavailableError
+
+#: The longest single blocking command (XREAD BLOCK, BLPOP); longer waits loop.
+BLOCK_SLICE_S = 10.0
+#: The socket timeout of connections that block: redis-py's default (5 s) would
+#: cut a blocking read short (see DESIGN.md, section 8).
+BLOCKING_SOCKET_TIMEOUT_S = BLOCK_SLICE_S + 5.0
+
+#: Scripts that act on one run: they receive all of its keys and the shared helpers.
+RUN_SCRIPTS = (
+    "create_run",
+    "begin",
+    "commit",
+    "finish_run",
+    "expire_waiter",
+    "collect",
+    "snapshot",
+    "append_stream",
+)
+#: Scripts on a few keys of their own (state, lock, index).
+PLAIN_SCRIPTS = ("save_state", "lock_acquire", "lock_renew", "lock_release", "index_add")
+
+
+@cache
+def script_source(name: str) -> str:
+    """The Lua source of a script, with the run helpers prepended for run scripts."""
+    folder = resources.files("stalkflow.adapters") / "lua"
+    body = (folder / f"{name}.lua").read_text(encoding="utf-8")
+    if name in RUN_SCRIPTS:
+        return lua_key_table() + (folder / "lib.lua").read_text(encoding="utf-8") + body
+    return body
+
+
+class ErrorTranslator:
+    """Turns redis-py exceptions into stalkflow's, with the URL's password masked."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self.safe_url = redact_url(url)
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        try:
+            yield
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            detail = redact(f"{type(exc).__name__}: {exc}", self._url)
+            raise StoreUnavailableError(
+                f"The Redis store at {self.safe_url} is unavailable ({detail})"
+            ) from exc
+        except redis.exceptions.RedisError as exc:
+            detail = redact(f"{type(exc).__name__}: {exc}", self._url)
+            raise BackendError(f"The Redis store at {self.safe_url} failed ({detail})") from exc
+
+
+@dataclasses.dataclass
+class LoopClients:
+    """The clients of one event loop, and its scripts bound to the quick one."""
+
+    quick: aioredis.Redis
+    blocking: aioredis.Redis
+    scripts: dict[str, AsyncScript]
+    closer: AsyncGenerator[None, None] | None = None
+
+    async def aclose(self) -> None:
+        await self.quick.aclose()
+        await self.blocking.aclose()
+
+
+class RedisClients:
+    """One sync client, and redis.asyncio clients per running event loop."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._mutex = threading.Lock()
+        self._loops: dict[asyncio.AbstractEventLoop, LoopClients] = {}
+        self._sync: redis.Redis | None = None
+        self._sync_scripts: dict[str, Script] = {}
+
+    # --- async ------------------------------------------------------------------------
+
+    async def for_loop(self) -> LoopClients:
+        """The running loop's clients, made on its first call.
+
+        Every store call passes here before any I/O, and suspends once first:
+        ``stalkflow._sync.run_blocking`` drives a coroutine by hand to see
+        whether it finishes without suspending, from a thread that may have a
+        running loop it must not use. Suspending before any command is sent
+        makes it run the call properly, on a loop of its own.
+        """
+        await asyncio.sleep(0)
+        loop = asyncio.get_running_loop()
+        clients = self._loops.get(loop)
+        if clients is not None:
+            return clients
+        with self._mutex:
+            for stale in [other for other in self._loops if other.is_closed()]:
+                # its sockets close when the clients are collected
+                del self._loops[stale]
+            clients = self._loops.get(loop)
+            if clients is not None:
+                return clients
+            clients = self._new_loop_clients()
+            self._loops[loop] = clients
+        # An async generator is closed by the loop's shutdown (asyncio.run,
+        # asyncio.Runner): its finally block then closes the clients while the
+        # loop can still run that, instead of leaving sockets to the collector.
+        clients.closer = self._close_with_loop(loop, clients)
+        await clients.closer.__anext__()
+        return clients
+
+    def _new_loop_clients(self) -> LoopClients:
+        quick = aioredis.Redis.from_url(self._url, decode_responses=True)
+        blocking = aioredis.Redis.from_url(
+            self._url, decode_responses=True, socket_timeout=BLOCKING_SOCKET_TIMEOUT_S
+        )
+        scripts = {
+            name: quick.register_script(script_source(name))
+            for name in (*RUN_SCRIPTS, *PLAIN_SCRIPTS)
+        }
+        return LoopClients(quick=quick, blocking=blocking, scripts=scripts)
+
+    async def _close_with_loop(
+        self, loop: asyncio.AbstractEventLoop, clients: LoopClients
+    ) -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            with self._mutex:
+                if self._loops.get(loop) is clients:
+                    del self._loops[loop]
+            with contextlib.suppress(Exception):
+                await clients.aclose()
+
+    # --- sync -------------------------------------------------------------------------
+
+    def sync_script(self, name: str) -> Script:
+        """A script bound to the shared sync client (thread-safe)."""
+        with self._mutex:
+            if self._sync is None:
+                self._sync = redis.Redis.from_url(self._url, decode_responses=True)
+            script = self._sync_scripts.get(name)
+            if script is None:
+                script = self._sync.register_script(script_source(name))
+                self._sync_scripts[name] = script
+            return script
+
+    # --- closing ----------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close the clients of every loop and the sync client."""
+        with self._mutex:
+            loops, self._loops = self._loops, {}
+            sync, self._sync = self._sync, None
+            self._sync_scripts = {}
+        current = asyncio.get_running_loop()
+        for loop, clients in loops.items():
+            if loop is current:
+                await _close(clients)
+            elif loop.is_running():
+                future = asyncio.run_coroutine_threadsafe(_close(clients), loop)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.wrap_future(future), timeout=1.0)
+        if sync is not None:
+            sync.close()
+
+
+async def _close(clients: LoopClients) -> None:
+    if clients.closer is not None:
+        await clients.closer.aclose()  # runs the closer's finally: closes the clients
+    else:
+        await clients.aclose()

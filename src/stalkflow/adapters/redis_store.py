@@ -1,0 +1,320 @@
+"""The Redis Store: runs live in Redis, shared by every worker and client.
+
+It keeps the same promises as :class:`~stalkflow.adapters.memory_store.MemoryStore`
+(the contract suite in ``tests/contract`` holds both to them), with these
+properties of its own:
+
+- every operation that changes a run is one Lua script call, so it is atomic
+  even with many workers committing at once: ``create_run``, ``begin``,
+  ``commit``, ``finish_run``, ``expire_waiter``, ``collect``, ``append_stream``,
+  ``save_state`` and the lock operations (scripts in ``adapters/lua``);
+- the keys of a run share a hash tag (see :mod:`stalkflow.adapters.redis_keys`),
+  so the scripts also run on Redis Cluster; a finished run's keys expire
+  ``finished_ttl_s`` after it ends;
+- the run's event stream is a Redis stream: any number of readers read it from
+  their own cursor, and ``read_stream`` / ``wait_finished`` block in Redis
+  (``XREAD BLOCK``), not by polling;
+- values are JSON, written and read by an :class:`~stalkflow.core.codec.EventCodec`;
+  pickle is never used. A worker passes the strict codec of its workflow
+  registry, so that only registered event types are ever decoded; the default,
+  :meth:`EventCodec.permissive`, is meant for tests and clients without a registry;
+- redis-py errors surface as :class:`~stalkflow.errors.StoreUnavailableError`
+  (connection, timeout) or :class:`~stalkflow.errors.BackendError`, and the
+  password of the URL never appears in a message.
+
+Example:
+    >>> store = RedisStore.from_url("redis://localhost:6379/0", prefix="myapp")
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any, cast
+
+from stalkflow.adapters._redis_client import BLOCK_SLICE_S, ErrorTranslator, RedisClients
+from stalkflow.adapters._redis_wire import RECORD_FIELDS, RedisWire, as_list
+from stalkflow.adapters.redis_keys import KeySpace
+from stalkflow.core.codec import EventCodec
+from stalkflow.core.deliveries import Delivery, Waiter
+from stalkflow.core.runs import RunOutcome, RunRecord, RunStatus, is_past_deadline
+from stalkflow.errors import RunExistsError, RunNotFoundError
+from stalkflow.events import Event
+from stalkflow.ports import (
+    Begin,
+    BeginStatus,
+    Commit,
+    CommitResult,
+    RunSeed,
+    RunSnapshot,
+    SaveStatus,
+    StateSnapshot,
+    StreamEntry,
+)
+
+__all__ = ["RedisStore"]
+
+#: How long a finished run's keys are kept: a week.
+DEFAULT_FINISHED_TTL_S = 7 * 24 * 3600.0
+# A lock waiter re-checks at least this often, even without a wake-up.
+_LOCK_POLL_S = 0.5
+
+
+class RedisStore:
+    """A ``Store`` in Redis. Build it with :meth:`from_url`; close it with :meth:`aclose`."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "stalkflow",
+        codec: EventCodec | None = None,
+        finished_ttl_s: float = DEFAULT_FINISHED_TTL_S,
+    ) -> None:
+        self._keys = KeySpace(prefix)
+        self._wire = RedisWire(codec or EventCodec.permissive(), finished_ttl_s)
+        self._errors = ErrorTranslator(url)
+        self._clients = RedisClients(url)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        prefix: str = "stalkflow",
+        codec: EventCodec | None = None,
+        finished_ttl_s: float = DEFAULT_FINISHED_TTL_S,
+    ) -> RedisStore:
+        """A store on the Redis at ``url``, writing only keys that start with ``prefix``.
+
+        Nothing connects until the first call. ``codec`` defaults to
+        :meth:`EventCodec.permissive`; workers pass their registry's strict codec.
+        """
+        return cls(url, prefix=prefix, codec=codec, finished_ttl_s=finished_ttl_s)
+
+    @property
+    def url(self) -> str:
+        """The Redis URL, password redacted."""
+        return self._errors.safe_url
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self.url!r}, prefix={self._keys.prefix!r})"
+
+    async def aclose(self) -> None:
+        """Close every connection this store opened."""
+        with self._errors():
+            await self._clients.aclose()
+
+    async def _script(self, name: str, keys: Sequence[str], args: Sequence[Any] = ()) -> Any:
+        clients = await self._clients.for_loop()
+        return await clients.scripts[name](keys=list(keys), args=list(args))
+
+    # --- runs -----------------------------------------------------------------------
+
+    async def create_run(self, run: RunRecord, seed: RunSeed) -> Sequence[Delivery]:
+        keys = self._keys.run(run.run_id)
+        spec = self._wire.create_spec(run, seed)
+        with self._errors():
+            reply = as_list(await self._script("create_run", keys.all(), [spec]))
+            if reply[0] == "exists":
+                raise RunExistsError(
+                    f"Workflow run with run_id '{run.run_id}' already exists.", run_id=run.run_id
+                )
+            # listings only: the index is outside the run's hash slot
+            await self._script("index_add", [self._keys.index, self._keys.index_seq], [run.run_id])
+        return self._wire.released(reply[1], seed.deliveries)
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        with self._errors():
+            clients = await self._clients.for_loop()
+            fields = await clients.quick.hmget(self._keys.run(run_id).run, RECORD_FIELDS)
+        return None if fields[0] is None else self._wire.record(fields)
+
+    async def list_runs(
+        self, *, workflow: str | None = None, status: RunStatus | None = None
+    ) -> Sequence[RunRecord]:
+        with self._errors():
+            clients = await self._clients.for_loop()
+            run_ids = cast(list[str], await clients.quick.zrange(self._keys.index, 0, -1))
+            pipe = clients.quick.pipeline(transaction=False)
+            for run_id in run_ids:
+                pipe.hmget(self._keys.run(run_id).run, RECORD_FIELDS)
+            rows = await pipe.execute()
+            gone = [run_id for run_id, row in zip(run_ids, rows, strict=True) if row[0] is None]
+            if gone:  # expired with their run's TTL
+                await clients.quick.zrem(self._keys.index, *gone)
+        records = [self._wire.record(row) for row in rows if row[0] is not None]
+        return [
+            r
+            for r in records
+            if (workflow is None or r.workflow == workflow)
+            and (status is None or r.status == status)
+        ]
+
+    async def finish_run(self, run_id: str, outcome: RunOutcome) -> bool:
+        spec = self._wire.dumps(self._wire.finish(outcome))
+        with self._errors():
+            return bool(await self._script("finish_run", self._keys.run(run_id).all(), [spec]))
+
+    async def wait_finished(self, run_id: str, timeout_s: float | None) -> RunRecord | None:
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        keys = self._keys.run(run_id)
+        while True:
+            run = await self.get_run(run_id)
+            if run is None or run.finished:
+                return run
+            # the run's end adds the one entry of its "done" stream
+            if not await self._block(deadline, {keys.done: "0-0"}):
+                return None
+
+    async def _block(self, deadline: float | None, streams: dict[Any, Any]) -> bool:
+        """Wait until one of ``streams`` has an entry after its id; False once past ``deadline``.
+
+        Waits at most ``BLOCK_SLICE_S`` at a time, so callers re-check what they wait for.
+        """
+        remaining = BLOCK_SLICE_S if deadline is None else deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        block_ms = max(1, int(min(remaining, BLOCK_SLICE_S) * 1000))
+        with self._errors():
+            clients = await self._clients.for_loop()
+            await clients.blocking.xread(streams, count=1, block=block_ms)
+        return True
+
+    async def snapshot(self, run_id: str) -> RunSnapshot | None:
+        with self._errors():
+            reply = as_list(await self._script("snapshot", self._keys.run(run_id).all()))
+        return None if reply[0] == "missing" else self._wire.snapshot(reply)
+
+    # --- execution ------------------------------------------------------------------
+
+    async def begin(self, delivery: Delivery) -> Begin:
+        keys = self._keys.run(delivery.run_id)
+        with self._errors():
+            reply = as_list(await self._script("begin", keys.all(), [delivery.delivery_id]))
+        if reply[0] == "missing":
+            return Begin(BeginStatus.MISSING)
+        record = self._wire.record(reply[1:5])
+        if record.finished:
+            return Begin(BeginStatus.FINISHED, record)
+        if int(reply[5]):
+            return Begin(BeginStatus.DUPLICATE, record)
+        if is_past_deadline(record, time.time()):
+            return Begin(BeginStatus.EXPIRED, record)
+        return Begin(BeginStatus.RUN, record)
+
+    async def commit(self, run_id: str, commit: Commit) -> CommitResult:
+        spec = self._wire.commit_spec(commit)
+        with self._errors():
+            reply = await self._script("commit", self._keys.run(run_id).all(), [spec])
+        known = [*commit.routed, *(d for _, d in commit.resolved)]
+        return self._wire.commit_result(reply, known)
+
+    async def expire_waiter(self, run_id: str, waiter_id: str) -> CommitResult:
+        with self._errors():
+            reply = await self._script("expire_waiter", self._keys.run(run_id).all(), [waiter_id])
+        return self._wire.commit_result(reply)
+
+    def collect(
+        self,
+        run_id: str,
+        key: tuple[str, str],
+        delivery_id: str,
+        event: Event,
+        expected: Sequence[type[Event]],
+    ) -> list[Event] | None:
+        args = self._wire.collect_args(key, delivery_id, event, expected)
+        with self._errors():
+            script = self._clients.sync_script("collect")
+            reply = as_list(script(keys=self._keys.run(run_id).all(), args=args))
+        if reply[0] == -1:
+            raise RunNotFoundError(f"No workflow run with id {run_id!r}", run_id=run_id)
+        return self._wire.collected(reply, expected)
+
+    async def waiters(self, run_id: str) -> Sequence[Waiter]:
+        keys = self._keys.run(run_id)
+        with self._errors():
+            clients = await self._clients.for_loop()
+            pipe = clients.quick.pipeline(transaction=True)
+            pipe.hgetall(keys.waiters)
+            pipe.zrange(keys.waiter_order, 0, -1)
+            by_id, order = await pipe.execute()
+        return self._wire.waiters(by_id, order)
+
+    # --- state ----------------------------------------------------------------------
+
+    async def load_state(self, key: str) -> StateSnapshot:
+        with self._errors():
+            clients = await self._clients.for_loop()
+            version, blob = await clients.quick.hmget(self._keys.state(key).state, ["v", "b"])
+        return StateSnapshot(int(version or 0), cast("str | None", blob))
+
+    async def save_state(
+        self, key: str, blob: str, expected_version: int, token: str | None = None
+    ) -> SaveStatus:
+        keys = self._keys.state(key)
+        args = [blob, expected_version, "0" if token is None else "1", token or ""]
+        with self._errors():
+            reply = await self._script("save_state", [keys.state, keys.lock, keys.run], args)
+        return SaveStatus(reply)
+
+    async def acquire_lock(self, key: str, token: str, lease_s: float, wait_s: float) -> bool:
+        keys = self._keys.state(key)
+        deadline = time.monotonic() + wait_s
+        lease_ms = max(1, round(lease_s * 1000))
+        while True:
+            with self._errors():
+                held_ms = await self._script("lock_acquire", [keys.lock], [token, lease_ms])
+            if held_ms == -1:
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            # woken by a release, or when the holder's lease runs out at the latest
+            lease_left = held_ms / 1000 + 0.001 if held_ms >= 0 else _LOCK_POLL_S
+            wait = max(0.01, min(remaining, lease_left, _LOCK_POLL_S))
+            with self._errors():
+                clients = await self._clients.for_loop()
+                await clients.blocking.blpop([keys.lock_wakeups], timeout=round(wait, 3))
+
+    async def renew_lock(self, key: str, token: str, lease_s: float) -> bool:
+        lease_ms = max(1, round(lease_s * 1000))
+        lock = self._keys.state(key).lock
+        with self._errors():
+            return bool(await self._script("lock_renew", [lock], [token, lease_ms]))
+
+    async def release_lock(self, key: str, token: str) -> None:
+        keys = self._keys.state(key)
+        with self._errors():
+            await self._script("lock_release", [keys.lock, keys.lock_wakeups], [token])
+
+    # --- stream ---------------------------------------------------------------------
+
+    async def append_stream(self, run_id: str, events: Sequence[Event]) -> bool:
+        payloads = [self._wire.event(ev) for ev in events]
+        with self._errors():
+            reply = await self._script("append_stream", self._keys.run(run_id).all(), payloads)
+        return bool(reply)
+
+    async def read_stream(
+        self, run_id: str, after: int, timeout_s: float | None
+    ) -> Sequence[StreamEntry]:
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        keys = self._keys.run(run_id)
+        cursor = f"0-{after + 1}"  # the stream id of sequence ``after``
+        while True:
+            with self._errors():
+                clients = await self._clients.for_loop()
+                pipe = clients.quick.pipeline(transaction=True)
+                pipe.hmget(keys.run, ["status", "workflow"])
+                pipe.xrange(keys.stream, f"({cursor}", "+")
+                (status, workflow), entries = await pipe.execute()
+            if status is None:
+                return []
+            if entries:
+                return [self._wire.stream_entry(workflow, entry) for entry in entries]
+            if status != RunStatus.RUNNING.value:
+                return []
+            # a new entry, or the run's end, ends the wait
+            if not await self._block(deadline, {keys.stream: cursor, keys.done: "0-0"}):
+                return []

@@ -1,0 +1,174 @@
+"""The distributed engine end to end: real ``celery worker`` processes, real Redis.
+
+Runs are started in this process (the client), executed by the session's worker
+processes (see ``conftest.py``), and read back here or from other processes by
+run id.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+from collections import Counter as Tally
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.conftest import redis_test_url, require_service
+from tests.fixtures import distributed_workflows as flows
+from tests.integration._cluster import (
+    Cluster,
+    amqp_ping,
+    amqp_test_url,
+    delete_keys,
+    redis_ping,
+    running_cluster,
+    session_settings,
+)
+
+from stalkflow import Context, get_run
+from stalkflow.events import InputRequiredEvent
+
+pytestmark = [pytest.mark.redis, pytest.mark.celery]
+
+RESULT_TIMEOUT_S = 30.0
+
+
+def test_fan_out_runs_on_every_worker(distributed: Cluster) -> None:
+    handle = flows.fan_out.submit(count=24, work_s=0.05)
+
+    result = handle.get(timeout=RESULT_TIMEOUT_S)
+
+    assert sorted(result["indexes"]) == list(range(24))
+    pids = result["pids"]
+    assert len(pids) == 24  # one entry per item: no step ran twice
+    assert os.getpid() not in pids  # the client only submits
+    assert len(set(pids)) >= 2, f"all items ran in one process: {pids}"
+
+
+def test_collect_events_returns_each_complete_set_once(distributed: Cluster) -> None:
+    handle = flows.batches.submit(batches=3, size=10)
+
+    sets = handle.get(timeout=RESULT_TIMEOUT_S)
+
+    assert len(sets) == 3
+    assert all(len(indexes) == 10 for indexes in sets)
+    assert sorted(index for indexes in sets for index in indexes) == list(range(30))
+
+
+def test_edit_state_from_concurrent_steps_loses_no_increment(distributed: Cluster) -> None:
+    handle = flows.counter.submit(ticks=40)
+
+    result = handle.get(timeout=RESULT_TIMEOUT_S)
+
+    assert result["count"] == 40
+    assert len(result["pids"]) >= 2, result
+
+
+def test_human_answers_from_another_process(distributed: Cluster) -> None:
+    handle = flows.greeting.submit()
+
+    asked = next(
+        event for event in get_run(handle.run_id).events() if isinstance(event, InputRequiredEvent)
+    )
+    assert asked.prefix == "Your name?"  # type: ignore[attr-defined]
+
+    # A later web request, in another process, answers the run by its id ...
+    distributed.python(
+        textwrap.dedent(
+            f"""
+            from stalkflow import get_run
+            from stalkflow.distributed import register
+            from stalkflow.events import HumanResponseEvent
+            from tests.fixtures.distributed_workflows import greeting
+
+            register(greeting)
+            get_run({handle.run_id!r}).send_event(HumanResponseEvent(response="ada"))
+            """
+        )
+    )
+    # ... and a third one, which knows nothing but the id, reads the result.
+    out = distributed.python(
+        textwrap.dedent(
+            f"""
+            import json
+            from stalkflow import get_run
+
+            print(json.dumps(get_run({handle.run_id!r}).get(timeout={RESULT_TIMEOUT_S})))
+            """
+        )
+    )
+
+    result = json.loads(out)
+    assert result["greeting"] == "hello ada"
+    assert result["pid"] != os.getpid()
+    assert handle.status == "completed"
+
+
+async def test_typed_state_round_trips_through_redis(distributed: Cluster) -> None:
+    ctx: Context[flows.Tally] = Context(flows.typed_tally)
+    await ctx.store.set_state(flows.Tally(count=100, names=["seed"]))
+
+    result = await flows.typed_tally.run(ctx=ctx, names=["ada", "grace", "linus"])
+
+    assert result["count"] == 103
+    assert result["names"] == ["ada", "grace", "linus", "seed"]
+    state = await ctx.store.get_state()
+    assert isinstance(state, flows.Tally)
+    assert state.count == 103
+    assert state.names == ["ada", "grace", "linus", "seed"]
+    assert os.getpid() not in state.pids
+
+
+def test_event_stream_is_readable_by_several_readers(distributed: Cluster) -> None:
+    handle = flows.fan_out.submit(count=4, work_s=0.0)
+    handle.get(timeout=RESULT_TIMEOUT_S)
+
+    first = [type(event).__name__ for event in get_run(handle.run_id).events()]
+    second = [type(event).__name__ for event in get_run(handle.run_id).events()]
+
+    assert first == second
+    assert first[-1] == "StopEvent"
+
+
+# --- RabbitMQ as the broker ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def rabbit(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Cluster]:
+    """One prefork worker (two child processes) consuming from RabbitMQ."""
+    broker_url = amqp_test_url()
+    redis_url = redis_test_url()
+    require_service("RabbitMQ", amqp_ping(broker_url))
+    require_service("Redis (store)", redis_ping(redis_url))
+    settings = session_settings(broker_url, redis_url)
+    workers = {f"prefork-{settings.prefix}": ["--pool=prefork", "--concurrency=2"]}
+    log_dir = Path(tmp_path_factory.mktemp("rabbit-workers"))
+    try:
+        with running_cluster(settings, log_dir, workers) as running:
+            yield running
+    finally:
+        delete_keys(redis_url, f"{settings.prefix}*")
+        _delete_amqp_queue(broker_url, settings.queue)
+
+
+def _delete_amqp_queue(url: str, queue: str) -> None:
+    from kombu import Connection
+
+    with Connection(url, connect_timeout=2) as connection:
+        connection.default_channel.queue_delete(queue)
+
+
+def test_rabbitmq_broker_runs_the_same_fan_out(rabbit: Cluster) -> None:
+    workflow = flows.FanOut(timeout=60, engine=rabbit.engine)
+
+    result = workflow.submit(count=12, work_s=0.05).get(timeout=RESULT_TIMEOUT_S)
+
+    assert sorted(result["indexes"]) == list(range(12))
+    pids = Tally(result["pids"])
+    assert sum(pids.values()) == 12
+    assert os.getpid() not in pids
+    assert len(pids) >= 2, f"one prefork child did all the work: {pids}"

@@ -1,0 +1,1 @@
+"""The stalkflow worker entry point: ``celery -A worker.app worker``."""
