@@ -15,19 +15,11 @@ _pool = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix=
 def run_blocking(factory: Callable[[], Awaitable[T]]) -> T:
     """Run the coroutine that ``factory`` makes to completion, from synchronous code.
 
-    A coroutine that never suspends (the memory store's) finishes right here.
-    Otherwise it runs with ``asyncio.run`` in this thread when no loop is running,
-    or in a helper thread when one is (so a running loop is never re-entered).
-    Stores are written to be usable from any event loop, which makes this safe.
+    It runs with ``asyncio.run`` in this thread when no loop is running, or in a
+    helper thread when one is (so a running loop is never re-entered or blocked
+    on itself). Stores are written to be usable from any event loop, which makes
+    this safe.
     """
-    awaitable = factory()
-    if asyncio.iscoroutine(awaitable):
-        try:
-            awaitable.send(None)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-        finally:
-            awaitable.close()
     try:
         asyncio.get_running_loop()
     except RuntimeError:

@@ -29,14 +29,17 @@ import importlib
 import inspect
 import logging
 import os
+import sys
 from collections.abc import Iterable, Mapping
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from stalkflow.context.state_store import LockSettings
-from stalkflow.core.codec import EventCodec
+from stalkflow.core.codec import EventCodec, EventTypes, type_name
+from stalkflow.decorators import step_config
 from stalkflow.engine import Engine, WorkflowRegistry, get_engine, set_engine
 from stalkflow.errors import WorkflowConfigurationError
+from stalkflow.events import Event
 from stalkflow.settings import Settings
 from stalkflow.workflow import Workflow
 
@@ -102,7 +105,7 @@ def build_engine(settings: Settings, *, celery_app: CeleryApp | None = None) -> 
 
     broker_url, redis_url = _urls(settings, celery_app)
     registry = WorkflowRegistry()
-    codec = EventCodec(lambda name: registry.get(name)._plan().event_types)
+    codec = EventCodec(event_types_of(registry))
     store = RedisStore.from_url(
         redis_url, prefix=settings.prefix, codec=codec, finished_ttl_s=settings.result_ttl_s
     )
@@ -119,6 +122,39 @@ def build_engine(settings: Settings, *, celery_app: CeleryApp | None = None) -> 
         )
     locks = LockSettings(lease_s=settings.lock_lease_s, wait_s=settings.lock_wait_s)
     return Engine(store, transport, locks=locks, registry=registry)
+
+
+def event_types_of(registry: WorkflowRegistry) -> EventTypes:
+    """The event types a workflow's messages and stream may carry, by workflow name.
+
+    Those its steps accept and return, and every ``Event`` class in the modules
+    that define the workflow class (and its bases): a progress event written
+    with ``ctx.write_event_to_stream`` is often declared nowhere else. Those
+    modules are already imported; nothing is ever imported for a message.
+    """
+    cache: dict[int, Mapping[str, type[Event]]] = {}
+
+    def lookup(name: str) -> Mapping[str, type[Event]]:
+        workflow = registry.get(name)
+        found = cache.get(id(workflow))
+        if found is None:
+            found = {**_module_events(type(workflow)), **workflow._plan().event_types}
+            cache[id(workflow)] = found
+        return found
+
+    return lookup
+
+
+def _module_events(cls: type[Workflow]) -> dict[str, type[Event]]:
+    found: dict[str, type[Event]] = {}
+    for klass in reversed(cls.__mro__):
+        if not issubclass(klass, Workflow) or klass is Workflow:
+            continue
+        module = sys.modules.get(klass.__module__)
+        for value in vars(module).values() if module is not None else ():
+            if inspect.isclass(value) and issubclass(value, Event):
+                found[type_name(value)] = value
+    return found
 
 
 def _urls(settings: Settings, celery_app: CeleryApp | None) -> tuple[str | None, str]:
@@ -190,25 +226,41 @@ def _is_distributed(engine: Engine) -> bool:
     return isinstance(engine.transport, CeleryTransport)
 
 
-def workflows_in(module: ModuleType) -> list[Workflow | type[Workflow]]:
-    """The workflows a module defines: its instances, else its classes.
+def workflows_in(module: ModuleType) -> list[Workflow]:
+    """The workflows a module defines: its instances, and its other classes instantiated.
 
     Instances are preferred (they carry timeouts, resources, names); a class
-    defined in the module with no instance of it there is used as is.
+    with steps, defined in the module, with no instance of it there, is
+    instantiated with no arguments. Classes without steps (bases) are skipped.
+
+    Raises:
+        WorkflowConfigurationError: such a class needs constructor arguments.
     """
     instances = [value for value in vars(module).values() if isinstance(value, Workflow)]
     covered = {type(instance) for instance in instances}
-    classes: list[Workflow | type[Workflow]] = [
-        value
-        for value in vars(module).values()
-        if inspect.isclass(value)
-        and issubclass(value, Workflow)
-        and value is not Workflow
-        and value.__module__ == module.__name__
-        and value not in covered
-        and not inspect.isabstract(value)
-    ]
-    return [*instances, *classes]
+    for value in list(vars(module).values()):
+        if (
+            inspect.isclass(value)
+            and issubclass(value, Workflow)
+            and value.__module__ == module.__name__
+            and value not in covered
+            and _has_steps(value)
+        ):
+            try:
+                instances.append(value())
+            except Exception as exc:
+                raise WorkflowConfigurationError(
+                    f"Cannot register workflow class {value.__qualname__} of module "
+                    f"{module.__name__}: it cannot be made with no arguments ({exc}); "
+                    "define an instance of it in the module instead"
+                ) from exc
+    return instances
+
+
+def _has_steps(cls: type[Workflow]) -> bool:
+    return bool(cls._step_functions) or any(
+        step_config(member) is not None for _, member in inspect.getmembers(cls, inspect.isfunction)
+    )
 
 
 def load_workflows(modules: str | Iterable[str], engine: Engine | None = None) -> list[Workflow]:

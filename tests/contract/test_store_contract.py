@@ -637,6 +637,46 @@ async def test_collect_buffers_are_separate_per_key(store: Store) -> None:
     ]
 
 
+async def test_a_retried_delivery_gets_the_set_its_first_attempt_completed(store: Store) -> None:
+    # the step completed the set, then failed; its retry (same lineage) must see it
+    run_id, (first,), _ = await start_run(store, "a")
+    store.collect(run_id, KEY, "other", Pong(n=1), [Ping, Pong])
+    complete = store.collect(run_id, KEY, first.lineage_id, Ping(n=2), [Ping, Pong])
+    error = ErrorInfo("builtins.RuntimeError", "flaky")
+    retry = first.retried(error, time.time())
+    await store.commit(run_id, Commit(delivery=first, retry=retry))
+
+    assert retry.lineage_id == first.lineage_id
+    assert store.collect(run_id, KEY, retry.lineage_id, Ping(n=2), [Ping, Pong]) == complete
+
+
+async def test_a_snapshot_leaves_out_events_of_deliveries_still_in_progress(store: Store) -> None:
+    # on resume an in-progress delivery re-runs and buffers its event again
+    run_id, (a1, a2), _ = await start_run(store, "a", "a", caps={"a": 2})
+    await store.commit(run_id, Commit(delivery=a1))
+    store.collect(run_id, KEY, a1.lineage_id, Item(n=1), [Item, Item, Item])
+    store.collect(run_id, KEY, a2.lineage_id, Item(n=2), [Item, Item, Item])
+
+    snapshot = await store.snapshot(run_id)
+
+    assert snapshot is not None
+    assert [d.delivery_id for d in snapshot.in_progress] == [a2.delivery_id]
+    assert dict(snapshot.buffers) == {KEY: [Item(n=1)]}
+
+
+async def test_a_snapshot_returns_an_uncommitted_completed_set_to_its_buffer(store: Store) -> None:
+    # the completing delivery is still running: its re-run must complete the set again
+    run_id, (a1, a2), _ = await start_run(store, "a", "a", caps={"a": 2})
+    await store.commit(run_id, Commit(delivery=a1))
+    store.collect(run_id, KEY, a1.lineage_id, Item(n=1), [Item, Item])
+    assert store.collect(run_id, KEY, a2.lineage_id, Item(n=2), [Item, Item]) is not None
+
+    snapshot = await store.snapshot(run_id)
+
+    assert snapshot is not None
+    assert dict(snapshot.buffers) == {KEY: [Item(n=1)]}
+
+
 async def test_exactly_one_of_many_concurrent_collectors_gets_the_set(store: Store) -> None:
     run_id, _, _ = await start_run(store)
     callers = 8

@@ -32,7 +32,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 DEFAULT_TEST_BROKER_URL = "redis://127.0.0.1:6379/14"
 DEFAULT_TEST_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
-WORKFLOWS_MODULE = "tests.fixtures.distributed_workflows"
+#: The modules workers serve: the test workflows, and the quickstart unchanged.
+WORKFLOWS_MODULES = "tests.fixtures.distributed_workflows,examples.quickstart"
 #: Short, so that a message left unacknowledged (a killed worker) returns quickly.
 VISIBILITY_TIMEOUT_S = 10.0
 READY_TIMEOUT_S = 30.0
@@ -112,7 +113,7 @@ def cluster_env(settings: Settings) -> dict[str, str]:
             "STALKFLOW_PREFIX": settings.prefix,
             "STALKFLOW_QUEUE": settings.queue,
             "STALKFLOW_VISIBILITY_TIMEOUT_S": str(settings.visibility_timeout_s),
-            "STALKFLOW_WORKFLOWS": WORKFLOWS_MODULE,
+            "STALKFLOW_WORKFLOWS": WORKFLOWS_MODULES,
             "PYTHONUNBUFFERED": "1",
         }
     )

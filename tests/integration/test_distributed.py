@@ -7,8 +7,10 @@ run id.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import signal
 import textwrap
 from collections import Counter as Tally
 from collections.abc import Iterator
@@ -19,12 +21,15 @@ from tests.conftest import redis_test_url, require_service
 from tests.fixtures import distributed_workflows as flows
 from tests.integration._cluster import (
     Cluster,
+    WorkerProcess,
     amqp_ping,
     amqp_test_url,
+    broker_test_url,
     delete_keys,
     redis_ping,
     running_cluster,
     session_settings,
+    wait_ready,
 )
 
 from stalkflow import Context, get_run
@@ -33,6 +38,8 @@ from stalkflow.events import InputRequiredEvent
 pytestmark = [pytest.mark.redis, pytest.mark.celery]
 
 RESULT_TIMEOUT_S = 30.0
+#: Short: the test waits it out once, after killing a worker mid-step.
+CRASH_VISIBILITY_TIMEOUT_S = 4.0
 
 
 def test_fan_out_runs_on_every_worker(distributed: Cluster) -> None:
@@ -132,6 +139,62 @@ def test_event_stream_is_readable_by_several_readers(distributed: Cluster) -> No
     assert first[-1] == "StopEvent"
 
 
+async def test_the_quickstart_runs_unchanged_on_the_workers(distributed: Cluster) -> None:
+    from examples import quickstart
+
+    handler = quickstart.WordCount(timeout=30).run(text=quickstart.DOCUMENT)
+    progress = [
+        event.message
+        async for event in handler.stream_events()
+        if isinstance(event, quickstart.Progress)  # declared in no step's signature
+    ]
+    summary = await handler
+
+    assert summary["paragraphs"] == 6
+    assert len(progress) == 6
+    stats = await handler.ctx.store.get_state()
+    assert isinstance(stats, quickstart.Stats)
+    assert stats.counted == 6
+    assert stats.words == summary["words"]
+
+
+# --- a worker dies mid-step ------------------------------------------------------------
+
+
+def test_the_step_of_a_killed_worker_is_redelivered_after_the_visibility_timeout(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    broker_url, redis_url = broker_test_url(), redis_test_url()
+    require_service("Redis", redis_ping(redis_url))
+    settings = dataclasses.replace(
+        session_settings(broker_url, redis_url), visibility_timeout_s=CRASH_VISIBILITY_TIMEOUT_S
+    )
+    log_dir = Path(tmp_path_factory.mktemp("crash-workers"))
+    try:
+        with running_cluster(
+            settings, log_dir, {f"victim-{settings.prefix}": ["--pool=solo"]}
+        ) as cluster:
+            handle = flows.CrashOnce(timeout=60, engine=cluster.engine).submit()
+            hanging = next(e for e in handle.events() if isinstance(e, flows.Hanging))
+            victim = cluster.workers[0]
+            assert hanging.pid == victim.process.pid
+
+            os.kill(victim.process.pid, signal.SIGKILL)  # no ack, no goodbye
+            victim.process.wait(5)
+            rescuer = WorkerProcess(
+                f"rescuer-{settings.prefix}", ["--pool=solo"], cluster.env, log_dir
+            )
+            cluster.workers.append(rescuer)
+            wait_ready(cluster.engine.transport.app, [rescuer], 30)  # type: ignore[attr-defined]
+
+            result = handle.get(timeout=RESULT_TIMEOUT_S)
+    finally:
+        delete_keys(redis_url, f"{settings.prefix}*")
+        delete_keys(broker_url, f"{settings.queue}*", f"_kombu.binding.{settings.queue}*")
+
+    assert result["pids"] == [victim.process.pid, rescuer.process.pid]
+
+
 # --- RabbitMQ as the broker ------------------------------------------------------------
 
 
@@ -172,3 +235,15 @@ def test_rabbitmq_broker_runs_the_same_fan_out(rabbit: Cluster) -> None:
     assert sum(pids.values()) == 12
     assert os.getpid() not in pids
     assert len(pids) >= 2, f"one prefork child did all the work: {pids}"
+
+
+def test_rabbitmq_redelivers_the_step_of_a_killed_prefork_child(rabbit: Cluster) -> None:
+    handle = flows.CrashOnce(timeout=60, engine=rabbit.engine).submit()
+    hanging = next(e for e in handle.events() if isinstance(e, flows.Hanging))
+
+    os.kill(hanging.pid, signal.SIGKILL)  # the pool loses a child: reject_on_worker_lost
+    result = handle.get(timeout=RESULT_TIMEOUT_S)
+
+    first, second = result["pids"]
+    assert first == hanging.pid
+    assert second != hanging.pid

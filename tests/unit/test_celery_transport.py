@@ -182,7 +182,8 @@ def test_an_app_it_creates_has_the_worker_settings_of_the_design() -> None:
     assert conf.worker_prefetch_multiplier == 1
     assert list(conf.accept_content) == ["json"]
     assert (conf.task_serializer, conf.result_serializer) == ("json", "json")
-    assert conf.broker_transport_options == {"visibility_timeout": 42}
+    assert conf.broker_transport_options["visibility_timeout"] == 42
+    assert conf.broker_transport_options["unacked_restore_interval"] == 4
     assert conf.task_default_queue == "steps"
 
 

@@ -101,7 +101,7 @@ def test_settings_from_the_environment_build_the_engine() -> None:
 
     app = transport_of(engine).app
     assert app.conf.task_default_queue == "steps"
-    assert app.conf.broker_transport_options == {"visibility_timeout": 12.5}
+    assert app.conf.broker_transport_options["visibility_timeout"] == 12.5
     assert "pw" not in repr(engine.store)
     assert "prefix='p" in repr(engine.store)
 
@@ -175,6 +175,9 @@ FLOWS = """
         async def go(self, ev: StartEvent) -> StopEvent:
             return StopEvent()
 
+    class Base(Workflow):
+        pass  # a base class with no steps of its own: not a workflow to register
+
     configured = Configured(timeout=5, workflow_name="configured-flow")
 """
 
@@ -208,3 +211,24 @@ def test_worker_app_serves_the_modules_of_the_environment(module_dir: Path) -> N
 def test_worker_app_needs_a_redis_url() -> None:
     with pytest.raises(WorkflowConfigurationError, match="STALKFLOW_REDIS_URL"):
         worker_app({})
+
+
+def test_a_workflow_class_that_needs_arguments_is_a_clear_error(module_dir: Path) -> None:
+    name = write_module(
+        module_dir,
+        """
+        from stalkflow import Workflow, step
+        from stalkflow.events import StartEvent, StopEvent
+
+        class Needy(Workflow):
+            def __init__(self, api_key: str) -> None:
+                super().__init__()
+
+            @step
+            async def go(self, ev: StartEvent) -> StopEvent:
+                return StopEvent()
+        """,
+    )
+
+    with pytest.raises(WorkflowConfigurationError, match="Needy"):
+        load_workflows(name, engine=Engine.embedded())

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from stalkflow.core.codec import EventCodec, type_name
+from stalkflow.core.collect import resumable_buffers
 from stalkflow.core.deliveries import Delivery, Waiter
 from stalkflow.core.runs import RunOutcome, RunRecord, RunStatus
 from stalkflow.errors import BackendError
@@ -130,7 +131,11 @@ class RedisWire:
             "stream": [self.event(ev) for ev in commit.stream],
         }
         if commit.delivery is not None:
-            spec["d"] = {"id": commit.delivery.delivery_id, "step": commit.delivery.step}
+            spec["d"] = {
+                "id": commit.delivery.delivery_id,
+                "lid": commit.delivery.lineage_id,
+                "step": commit.delivery.step,
+            }
         if commit.retry is not None:
             retry = commit.retry
             spec["retry"] = {
@@ -216,21 +221,34 @@ class RedisWire:
 
     def snapshot(self, reply: Sequence[Any]) -> RunSnapshot:
         record = self.record(reply[1:5])
-        version, blob, has_blob, queued, in_progress, waiters, buffers = reply[5:]
+        version, blob, has_blob, queued, in_progress, waiters, buffers, collected = reply[5:]
         decode, loads = self.codec.decode_delivery, self.codec.loads
+        running = [decode(loads(json)) for json in in_progress]
+
+        def entries(raw: str) -> list[tuple[str, Event]]:
+            return [
+                (entry["d"], self.codec.decode_event(record.workflow, loads(entry["e"])))
+                for entry in loads(raw)
+            ]
+
+        completed = {
+            owner: {tuple(loads(key)): entries(value) for key, value in loads(sets).items()}
+            for owner, sets in zip(collected[::2], collected[1::2], strict=True)
+        }
         return RunSnapshot(
             run=record,
             state=StateSnapshot(int(version), blob if int(has_blob) else None),
             queued=[decode(loads(json)) for json in queued],
-            in_progress=[decode(loads(json)) for json in in_progress],
+            in_progress=running,
             waiters=[self.codec.decode_waiter(loads(json)) for json in waiters],
-            buffers={
-                tuple(loads(key)): [
-                    self.codec.decode_event(record.workflow, loads(entry["e"]))
-                    for entry in loads(value)
-                ]
-                for key, value in zip(buffers[::2], buffers[1::2], strict=True)
-            },
+            buffers=resumable_buffers(
+                {
+                    tuple(loads(key)): entries(value)
+                    for key, value in zip(buffers[::2], buffers[1::2], strict=True)
+                },
+                completed,
+                {d.lineage_id for d in running},
+            ),
         )
 
     def stream_entry(self, workflow: str, entry: Any) -> StreamEntry:

@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Sequence
 
 from stalkflow.adapters._waiting import new_waiter, wait, wake
+from stalkflow.core.collect import resumable_buffers
 from stalkflow.core.deliveries import Delivery, Waiter
 from stalkflow.core.runs import RunOutcome, RunRecord, RunStatus
 from stalkflow.errors import RunExistsError
@@ -167,7 +168,11 @@ class MemoryStore:
                 queued=[d for q in entry.queued.values() for d in q],
                 in_progress=list(entry.in_progress.values()),
                 waiters=list(entry.waiters.values()),
-                buffers=_resumable_buffers(entry),
+                buffers=resumable_buffers(
+                    entry.buffers,
+                    entry.completed_sets,
+                    {d.lineage_id for d in entry.in_progress.values()},
+                ),
             )
 
     # --- execution ----------------------------------------------------------------
@@ -424,24 +429,3 @@ def _pick(
             return None
     return picked
 
-
-def _resumable_buffers(entry: _Run) -> dict[tuple[str, str], list[Event]]:
-    """The collect buffers as a resumed run must see them.
-
-    A delivery still in progress re-runs on resume and buffers its event again,
-    so its own entry is left out; a set it completed but has not committed goes
-    back into the buffer (less its own event) so that its re-run completes it.
-    """
-    running = {d.lineage_id for d in entry.in_progress.values()}
-    buffers: dict[tuple[str, str], list[Event]] = {}
-    for key, items in entry.buffers.items():
-        kept = [event for owner, event in items if owner not in running]
-        if kept:
-            buffers[key] = kept
-    for owner, sets in entry.completed_sets.items():
-        if owner not in running:
-            continue
-        for key, picked in sets.items():
-            returned = [event for other, event in picked if other != owner]
-            buffers.setdefault(key, [])[:0] = returned
-    return buffers

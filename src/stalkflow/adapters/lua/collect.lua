@@ -10,8 +10,15 @@ local workflow = redis.call('HGET', K.run, 'workflow')
 -- the sets this delivery completed, by buffer: a re-execution gets the same one
 local raw_sets = redis.call('HGET', K.collected, delivery_id)
 local sets = raw_sets and cjson.decode(raw_sets) or {}
+local function events_of(entries)
+  local events = {}
+  for _, entry in ipairs(entries) do
+    events[#events + 1] = entry.e
+  end
+  return #events > 0 and cjson.encode(events) or '[]'
+end
 if sets[buffer_key] then
-  return {1, sets[buffer_key], workflow}
+  return {1, events_of(cjson.decode(sets[buffer_key])), workflow}
 end
 -- an event already handed out in a set is never buffered again
 if redis.call('SISMEMBER', K.consumed, buffer_key .. '\0' .. delivery_id) == 1 then
@@ -46,14 +53,14 @@ for _, kind in ipairs(cjson.decode(ARGV[6])) do
     return {0}
   end
   used[found] = true
-  picked[#picked + 1] = buffer[found].e
+  picked[#picked + 1] = {d = buffer[found].d, e = buffer[found].e}
 end
 redis.call('HDEL', K.buffers, buffer_key)
 for _, entry in ipairs(buffer) do
   redis.call('SADD', K.consumed, buffer_key .. '\0' .. entry.d)
 end
-local set = #picked > 0 and cjson.encode(picked) or '[]'
-sets[buffer_key] = set
+sets[buffer_key] = #picked > 0 and cjson.encode(picked) or '[]'
+local set = events_of(picked)
 redis.call('HSET', K.collected, delivery_id, cjson.encode(sets))
 expire_with_run(K.collected)
 expire_with_run(K.consumed)

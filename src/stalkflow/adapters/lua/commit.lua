@@ -12,7 +12,10 @@ if spec.d then
     return result(0, {})
   end
   redis.call('HDEL', K.inprog, spec.d.id)
-  redis.call('HDEL', K.collected, spec.d.id)
+  if not spec.retry then
+    -- a retry of this delivery (same lineage) must get its collected sets back
+    redis.call('HDEL', K.collected, spec.d.lid)
+  end
 end
 if spec.retry then
   -- the retry keeps the step's num_workers slot

@@ -14,4 +14,4 @@ for _, waiter_id in ipairs(redis.call('ZRANGE', K.worder, 0, -1)) do
 end
 return {'found', run[1], run[2], run[3], run[4] or '', state[1] or '0', state[2] or '',
   state[2] and 1 or 0, queued, redis.call('HVALS', K.inprog), waiters,
-  redis.call('HGETALL', K.buffers)}
+  redis.call('HGETALL', K.buffers), redis.call('HGETALL', K.collected)}
