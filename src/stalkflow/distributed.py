@@ -44,15 +44,18 @@ from stalkflow.settings import Settings
 from stalkflow.workflow import Workflow
 
 if TYPE_CHECKING:
-    from stalkflow.adapters.celery_transport import CeleryApp, CeleryTransport
+    from stalkflow.adapters.celery_app import CeleryApp
+    from stalkflow.adapters.celery_transport import CeleryTransport
 
 __all__ = [
     "build_engine",
     "celery_app",
     "configure",
+    "event_types_of",
     "load_workflows",
     "register",
     "worker_app",
+    "workflows_in",
 ]
 
 logger = logging.getLogger("stalkflow.distributed")

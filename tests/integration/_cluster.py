@@ -101,7 +101,20 @@ class Cluster:
         return done.stdout
 
     def worker_logs(self) -> str:
-        return "\n".join(worker.tail() for worker in self.workers)
+        """Everything the workers logged so far."""
+        return "\n".join(worker.log_path.read_text(errors="replace") for worker in self.workers)
+
+    def wait_for_log(self, *fragments: str, timeout_s: float = 10.0) -> str:
+        """The workers' logs once they contain every fragment (fails after ``timeout_s``)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            logs = self.worker_logs()
+            if all(fragment in logs for fragment in fragments):
+                return logs
+            if time.monotonic() > deadline:
+                missing = [fragment for fragment in fragments if fragment not in logs]
+                raise AssertionError(f"workers never logged {missing}:\n{logs[-4000:]}")
+            time.sleep(0.1)
 
 
 def cluster_env(settings: Settings) -> dict[str, str]:
@@ -156,14 +169,18 @@ class WorkerProcess:
         text = self.log_path.read_text(errors="replace").splitlines()[-lines:]
         return f"--- {self.node} (exit {self.process.poll()}) ---\n" + "\n".join(text)
 
-    def stop(self, timeout_s: float = 10.0) -> None:
+    def terminate(self) -> None:
+        """Ask for a warm shutdown: finish the current task, then exit."""
         if self.process.poll() is None:
-            self.process.terminate()  # warm shutdown: finish the current task
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+            self.process.terminate()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self.terminate()
+        try:
+            self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
         self._log.close()
 
 
@@ -196,6 +213,11 @@ def delete_keys(url: str, *patterns: str) -> None:
         client.close()
 
 
+def delete_queue_keys(broker_url: str, queue: str) -> None:
+    """A Redis broker's keys of ``queue``: its messages and kombu's bindings."""
+    delete_keys(broker_url, f"{queue}*", f"_kombu.binding*.{queue}")
+
+
 @contextlib.contextmanager
 def running_cluster(
     settings: Settings, log_dir: Path, workers: Mapping[str, Sequence[str]]
@@ -210,6 +232,8 @@ def running_cluster(
         wait_ready(app, cluster.workers, READY_TIMEOUT_S)
         yield cluster
     finally:
+        for worker in cluster.workers:
+            worker.terminate()  # all at once: shutdowns overlap
         for worker in cluster.workers:
             worker.stop()
         engine.transport.close()  # type: ignore[attr-defined]

@@ -22,6 +22,7 @@ from tests.integration._cluster import (  # noqa: E402
     Cluster,
     broker_test_url,
     delete_keys,
+    delete_queue_keys,
     redis_ping,
     running_cluster,
     session_settings,
@@ -49,7 +50,7 @@ def cluster(
             yield running
     finally:
         delete_keys(redis_url, f"{settings.prefix}*")
-        delete_keys(broker_url, f"{settings.queue}*", f"_kombu.binding.{settings.queue}*")
+        delete_queue_keys(broker_url, settings.queue)
 
 
 @pytest.fixture

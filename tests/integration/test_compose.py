@@ -29,10 +29,11 @@ from tests.integration._cluster import (
     REPO_ROOT,
     broker_test_url,
     delete_keys,
+    delete_queue_keys,
     redis_ping,
 )
 
-from stalkflow.adapters.celery_transport import create_app
+from stalkflow.adapters.celery_app import create_app
 
 pytestmark = [pytest.mark.redis, pytest.mark.celery]
 
@@ -70,7 +71,7 @@ def local_env(compose: dict[str, Any]) -> Iterator[dict[str, str]]:
         yield env
     finally:
         delete_keys(redis_url, f"{session}*")
-        delete_keys(broker_url, f"{session}*", f"_kombu.binding.{session}*")
+        delete_queue_keys(broker_url, session)
 
 
 def free_port() -> int:

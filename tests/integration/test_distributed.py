@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import textwrap
+import uuid
 from collections import Counter as Tally
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,7 @@ from tests.integration._cluster import (
     amqp_test_url,
     broker_test_url,
     delete_keys,
+    delete_queue_keys,
     redis_ping,
     running_cluster,
     session_settings,
@@ -158,6 +160,41 @@ async def test_the_quickstart_runs_unchanged_on_the_workers(distributed: Cluster
     assert stats.words == summary["words"]
 
 
+def test_bad_messages_are_dropped_and_the_workers_keep_serving(distributed: Cluster) -> None:
+    app = distributed.engine.transport.app  # type: ignore[attr-defined]
+    task = f"{flows.fan_out.workflow_name}.work"
+    queue = distributed.settings.queue
+    secret = f"secret-{uuid.uuid4().hex}"
+    unknown = {
+        "run_id": "run-bad",
+        "workflow": flows.fan_out.workflow_name,
+        "step": "work",
+        "event": {"type": "os.system", "data": {"command": secret}},
+        "delivery_id": "d-bad",
+        "attempt": 1,
+        "resolved": {},
+        "recoveries": 0,
+    }
+
+    app.send_task(task, args=["not a delivery"], queue=queue)
+    app.send_task(task, args=[unknown], queue=queue, argsrepr="(unknown type)")
+    app.send_task(task, args=[{"run_id": "run-pickled"}], queue=queue, serializer="pickle")
+    # as stalkflow sends it (argsrepr safe), to a step this worker does not serve
+    app.send_task("no.such.Workflow.step", args=[unknown], queue=queue, argsrepr="(run_id=x)")
+
+    result = flows.fan_out.submit(count=4, work_s=0.0).get(timeout=RESULT_TIMEOUT_S)
+
+    assert sorted(result["indexes"]) == [0, 1, 2, 3]
+    logs = distributed.wait_for_log(
+        f"Dropped a message for task {task} (body is str)",
+        "Unknown event type 'os.system'",
+        "untrusted content of type pickle",
+        "Received unregistered task of type 'no.such.Workflow.step'",
+    )
+    assert secret not in logs
+    assert all(worker.process.poll() is None for worker in distributed.workers)
+
+
 # --- a worker dies mid-step ------------------------------------------------------------
 
 
@@ -190,7 +227,7 @@ def test_the_step_of_a_killed_worker_is_redelivered_after_the_visibility_timeout
             result = handle.get(timeout=RESULT_TIMEOUT_S)
     finally:
         delete_keys(redis_url, f"{settings.prefix}*")
-        delete_keys(broker_url, f"{settings.queue}*", f"_kombu.binding.{settings.queue}*")
+        delete_queue_keys(broker_url, settings.queue)
 
     assert result["pids"] == [victim.process.pid, rescuer.process.pid]
 

@@ -20,7 +20,8 @@ from celery.exceptions import Reject
 
 from stalkflow import Context, Workflow, step
 from stalkflow.adapters import celery_transport as module
-from stalkflow.adapters.celery_transport import CeleryTransport, create_app, describe
+from stalkflow.adapters.celery_app import create_app
+from stalkflow.adapters.celery_transport import CeleryTransport, describe
 from stalkflow.core.codec import EventCodec
 from stalkflow.core.deliveries import Delivery
 from stalkflow.decorators import CeleryOptions
@@ -185,6 +186,7 @@ def test_an_app_it_creates_has_the_worker_settings_of_the_design() -> None:
     assert conf.broker_transport_options["visibility_timeout"] == 42
     assert conf.broker_transport_options["unacked_restore_interval"] == 4
     assert conf.task_default_queue == "steps"
+    assert conf.worker_consumer == "stalkflow.adapters.celery_consumer:Consumer"
 
 
 # --- the task body, as a worker runs it --------------------------------------------------

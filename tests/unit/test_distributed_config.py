@@ -18,10 +18,17 @@ import stalkflow
 from stalkflow import Workflow, get_engine, set_engine, step
 from stalkflow.adapters.celery_transport import CeleryTransport
 from stalkflow.adapters.redis_store import RedisStore
-from stalkflow.distributed import celery_app, load_workflows, register, worker_app
-from stalkflow.engine import Engine
+from stalkflow.core.codec import type_name
+from stalkflow.distributed import (
+    celery_app,
+    event_types_of,
+    load_workflows,
+    register,
+    worker_app,
+)
+from stalkflow.engine import Engine, WorkflowRegistry
 from stalkflow.errors import WorkflowConfigurationError
-from stalkflow.events import StartEvent, StopEvent
+from stalkflow.events import Event, StartEvent, StopEvent
 from stalkflow.settings import Settings
 
 
@@ -163,7 +170,7 @@ def write_module(folder: Path, source: str) -> str:
 
 FLOWS = """
     from stalkflow import Workflow, step
-    from stalkflow.events import StartEvent, StopEvent
+    from stalkflow.events import Event, StartEvent, StopEvent
 
     class Configured(Workflow):
         @step
@@ -218,7 +225,7 @@ def test_a_workflow_class_that_needs_arguments_is_a_clear_error(module_dir: Path
         module_dir,
         """
         from stalkflow import Workflow, step
-        from stalkflow.events import StartEvent, StopEvent
+        from stalkflow.events import Event, StartEvent, StopEvent
 
         class Needy(Workflow):
             def __init__(self, api_key: str) -> None:
@@ -232,3 +239,31 @@ def test_a_workflow_class_that_needs_arguments_is_a_clear_error(module_dir: Path
 
     with pytest.raises(WorkflowConfigurationError, match="Needy"):
         load_workflows(name, engine=Engine.embedded())
+
+
+# --- the event types a workflow's messages may carry ------------------------------------
+
+
+class Progress(Event):
+    """Written to the stream by ``Reporting``; in no step's signature."""
+
+    message: str
+
+
+class Reporting(Workflow):
+    @step
+    async def report(self, ev: StartEvent) -> StopEvent:
+        return StopEvent()
+
+
+def test_a_workflows_event_types_include_the_events_of_its_module() -> None:
+    registry = WorkflowRegistry()
+    workflow = Reporting()
+    registry.register(workflow)
+
+    types = event_types_of(registry)(workflow.workflow_name)
+
+    assert types[type_name(Progress)] is Progress
+    assert types[type_name(StartEvent)] is StartEvent
+    with pytest.raises(LookupError):
+        event_types_of(registry)("unknown")

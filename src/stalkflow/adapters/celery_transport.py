@@ -38,14 +38,14 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any
 
-import celery  # type: ignore[import-untyped]
 from celery.exceptions import Reject, SoftTimeLimitExceeded  # type: ignore[import-untyped]
 from kombu.exceptions import KombuError
 
 from stalkflow._urls import redact, redact_url
 from stalkflow.adapters._worker_loop import WorkerLoop
+from stalkflow.adapters.celery_app import CeleryApp, create_app
 from stalkflow.core.codec import EventCodec
 from stalkflow.core.deliveries import Delivery
 from stalkflow.decorators import CeleryOptions
@@ -58,21 +58,10 @@ if TYPE_CHECKING:
 
 __all__ = ["CeleryApp", "CeleryTransport", "create_app", "describe", "task_name"]
 
-#: The type of the Celery application a transport sends with (celery is untyped).
-CeleryApp: TypeAlias = celery.Celery
-
 logger = logging.getLogger("stalkflow.celery")
 
 #: Waits (seconds) between in-place re-executions after a store or broker outage.
 OUTAGE_BACKOFF_S: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
-
-#: How sending a message retries while the broker is unreachable (Celery's policy).
-PUBLISH_RETRY_POLICY: Mapping[str, float] = {
-    "max_retries": 4,
-    "interval_start": 0.0,
-    "interval_step": 0.5,
-    "interval_max": 1.0,
-}
 
 #: Options every step task has, whatever the step says.
 STEP_TASK_OPTIONS: Mapping[str, Any] = {
@@ -95,59 +84,6 @@ def describe(delivery: Delivery) -> str:
         f"run_id={delivery.run_id} step={delivery.step} "
         f"event={type(delivery.event).__name__} attempt={delivery.attempt}"
     )
-
-
-def broker_transport_options(visibility_timeout_s: float) -> dict[str, Any]:
-    """The Redis broker's redelivery: after ``visibility_timeout_s``, swept promptly.
-
-    kombu returns an unacknowledged message (its worker died) to the queue once
-    it is older than the visibility timeout, but its periodic sweep runs only
-    every ``unacked_restore_interval * unacked_restore_throttle`` seconds (100
-    by default): sweep every tenth of the timeout (1 to 10 s) instead. Other
-    brokers ignore these options.
-    """
-    return {
-        "visibility_timeout": visibility_timeout_s,
-        "unacked_restore_interval": max(1, min(10, int(visibility_timeout_s // 10))),
-        "unacked_restore_throttle": 1,
-    }
-
-
-def app_settings(
-    broker_url: str | None, *, queue: str, visibility_timeout_s: float
-) -> dict[str, Any]:
-    """The Celery configuration of DESIGN §6 for an app stalkflow creates."""
-    settings: dict[str, Any] = {
-        "task_acks_late": True,
-        "task_reject_on_worker_lost": True,
-        "worker_prefetch_multiplier": 1,
-        "accept_content": ["json"],
-        "task_serializer": "json",
-        "result_serializer": "json",
-        "task_ignore_result": True,
-        "task_default_queue": queue,
-        "broker_transport_options": broker_transport_options(visibility_timeout_s),
-        "broker_connection_retry_on_startup": True,
-        "task_publish_retry_policy": dict(PUBLISH_RETRY_POLICY),
-    }
-    if broker_url is not None:
-        settings["broker_url"] = broker_url
-    return settings
-
-
-def create_app(
-    broker_url: str,
-    *,
-    queue: str = "stalkflow",
-    visibility_timeout_s: float = 3600.0,
-    main: str = "stalkflow",
-) -> celery.Celery:
-    """A Celery app configured for stalkflow's step tasks (DESIGN §6)."""
-    app = celery.Celery(main, set_as_current=False)
-    app.conf.update(
-        app_settings(broker_url, queue=queue, visibility_timeout_s=visibility_timeout_s)
-    )
-    return app
 
 
 def _no_workflows(name: str) -> Mapping[str, type[Event]]:
@@ -175,7 +111,7 @@ class CeleryTransport:
 
     def __init__(
         self,
-        app: celery.Celery,
+        app: CeleryApp,
         codec: EventCodec,
         *,
         workflows: Callable[[str], Workflow] | None = None,

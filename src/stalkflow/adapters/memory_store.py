@@ -428,4 +428,3 @@ def _pick(
         else:
             return None
     return picked
-
