@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from stalkflow.context.state_store import LockSettings
 from stalkflow.core.deliveries import Delivery, ErrorInfo, Waiter
 from stalkflow.core.ids import child_delivery_id, new_delivery_id
+from stalkflow.core.routing import RoutingTable
 from stalkflow.core.runs import RunOutcome, RunRecord, RunStatus, timeout_message
 from stalkflow.errors import (
     RunFinishedError,
@@ -103,6 +104,7 @@ class Engine:
             deadline=None if timeout_s is None else now + timeout_s,
             timeout_s=timeout_s,
             hitl=workflow._plan().hitl,
+            routes=workflow._plan().routing.routes(),
         )
         self._live[run_id] = workflow
         self.registry.register(workflow, replace=False)
@@ -124,10 +126,10 @@ class Engine:
                 f"Workflow run {run_id!r} already {run.status.value}; it accepts no events",
                 run_id=run_id,
             )
-        plan = self._workflow_named(run_id, run.workflow)._plan()
-        plan.routing.check_target(event, step)
+        routing = self._routing_for(run)
+        routing.check_target(event, step)
         waiters = await self.store.waiters(run_id)
-        route = plan.routing.route(event, step=step, waiters=waiters)
+        route = routing.route(event, step=step, waiters=waiters)
         origin = new_delivery_id()
         routed = [
             Delivery(run_id, run.workflow, name, event, child_delivery_id(origin, 0, name))
@@ -150,9 +152,16 @@ class Engine:
         if result.released:
             await self.transport.dispatch(result.released)
 
-    def _workflow_named(self, run_id: str, name: str) -> Workflow:
-        live = self._live.get(run_id)
-        return live if live is not None else self.registry.get(name)
+    def _routing_for(self, run: RunRecord) -> RoutingTable:
+        """The run's routing table: its workflow's if known here, else the stored one."""
+        live = self._live.get(run.run_id)
+        if live is not None:
+            return live._plan().routing
+        if run.workflow in self.registry.names():
+            return self.registry.get(run.workflow)._plan().routing
+        if run.routes:
+            return RoutingTable(run.routes)
+        raise UnknownWorkflowError(run.workflow)
 
     async def cancel(self, run_id: str) -> bool:
         """Cancel a running run; False if it had already finished."""

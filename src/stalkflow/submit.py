@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -25,14 +26,20 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 _loop: asyncio.AbstractEventLoop | None = None
+_loop_pid: int | None = None
 _loop_lock = threading.Lock()
 
 
 def background_loop() -> asyncio.AbstractEventLoop:
-    """The event loop thread that runs submitted work in this process (started once)."""
-    global _loop
+    """The event loop thread that runs submitted work in this process (started once).
+
+    A forked child (a prefork worker, a gunicorn worker) gets its own: the
+    parent's thread does not exist in the child.
+    """
+    global _loop, _loop_pid
     with _loop_lock:
-        if _loop is None or _loop.is_closed():
+        if _loop is None or _loop.is_closed() or _loop_pid != os.getpid():
+            _loop_pid = os.getpid()
             loop = asyncio.new_event_loop()
             thread = threading.Thread(target=loop.run_forever, name="stalkflow-loop", daemon=True)
             thread.start()

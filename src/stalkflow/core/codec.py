@@ -266,6 +266,7 @@ class EventCodec:
             "result": None if run.result is None else self.encode_event(run.result),
             "error": None if run.error is None else run.error.to_json(),
             "hitl": run.hitl,
+            "routes": {step: list(names) for step, names in run.routes.items()},
         }
 
     def decode_run(self, obj: Any) -> RunRecord:
@@ -287,6 +288,10 @@ class EventCodec:
             result=None if result is None else self.decode_event(workflow, result),
             error=_error_from(fields.get("error")),
             hitl=fields.boolean("hitl"),
+            routes={
+                str(step): tuple(str(name) for name in names)
+                for step, names in dict(fields.get("routes") or {}).items()
+            },
         )
 
     # --- text -----------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from stalkflow.core.deliveries import Waiter
 from stalkflow.errors import WorkflowRuntimeError
@@ -28,23 +29,40 @@ class Route:
         return not self.steps and not self.waiters
 
 
-class RoutingTable:
-    """Maps event types to the steps that accept them, for one workflow."""
+def type_key(kind: type[Any]) -> str:
+    """The name an event type is routed by: ``module.QualName``."""
+    return f"{kind.__module__}.{kind.__qualname__}"
 
-    def __init__(self, accepted: Mapping[str, Iterable[type[Event]]]) -> None:
-        self._accepted = {step: frozenset(types) for step, types in accepted.items()}
-        by_type: dict[type[Event], list[str]] = {}
-        for step, types in self._accepted.items():
-            for event_type in types:
-                by_type.setdefault(event_type, []).append(step)
-        self._by_type = {kind: tuple(steps) for kind, steps in by_type.items()}
+
+class RoutingTable:
+    """Maps event types to the steps that accept them, for one workflow.
+
+    Types are held by qualified name, so a table can also be rebuilt from a run's
+    record (``RunRecord.routes``) in a process that never imported the workflow:
+    a client that answers a run needs only the class of the event it sends.
+    """
+
+    def __init__(self, accepted: Mapping[str, Iterable[type[Event] | str]]) -> None:
+        self._accepted = {
+            step: frozenset(kind if isinstance(kind, str) else type_key(kind) for kind in types)
+            for step, types in accepted.items()
+        }
+        by_type: dict[str, list[str]] = {}
+        for step, names in self._accepted.items():
+            for name in names:
+                by_type.setdefault(name, []).append(step)
+        self._by_type = {name: tuple(steps) for name, steps in by_type.items()}
 
     @property
     def steps(self) -> tuple[str, ...]:
         return tuple(self._accepted)
 
+    def routes(self) -> dict[str, tuple[str, ...]]:
+        """Step name to accepted type names, for storing with a run."""
+        return {step: tuple(sorted(names)) for step, names in self._accepted.items()}
+
     def accepts(self, step: str, event_type: type[Event]) -> bool:
-        return event_type in self._accepted.get(step, ())
+        return type_key(event_type) in self._accepted.get(step, ())
 
     def check_target(self, event: Event, step: str | None) -> None:
         """Raise upstream's errors for ``send_event(ev, step=...)`` to a wrong step."""
@@ -61,7 +79,7 @@ class RoutingTable:
         """Route one event; ``step`` restricts normal routing to that step."""
         resolved = tuple(waiter for waiter in waiters if waiter.matches(event))
         woken = {waiter.delivery.step for waiter in resolved}
-        candidates = self._by_type.get(type(event), ())
+        candidates = self._by_type.get(type_key(type(event)), ())
         targets = tuple(
             name for name in candidates if name not in woken and (step is None or name == step)
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from stalkflow.core.deliveries import ErrorInfo
 from stalkflow.events import Event
@@ -36,6 +36,7 @@ class RunRecord:
     result: Event | None = None
     error: ErrorInfo | None = None
     hitl: bool = False
+    routes: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
     @property
     def finished(self) -> bool:
