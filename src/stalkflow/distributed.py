@@ -105,12 +105,23 @@ def build_engine(settings: Settings, *, celery_app: CeleryApp | None = None) -> 
     """
     from stalkflow.adapters.celery_transport import CeleryTransport
     from stalkflow.adapters.redis_store import RedisStore
+    from stalkflow.execution import ExecutionSettings
+    from stalkflow.ports import DeliveryPolicy
 
     broker_url, redis_url = _urls(settings, celery_app)
     registry = WorkflowRegistry()
     codec = EventCodec(event_types_of(registry))
+    policy = DeliveryPolicy(
+        lease_s=settings.delivery_lease_s,
+        dispatch_grace_s=settings.dispatch_grace_s,
+        max_deliveries=settings.max_deliveries,
+    )
     store = RedisStore.from_url(
-        redis_url, prefix=settings.prefix, codec=codec, finished_ttl_s=settings.result_ttl_s
+        redis_url,
+        prefix=settings.prefix,
+        codec=codec,
+        finished_ttl_s=settings.result_ttl_s,
+        policy=policy,
     )
     if celery_app is not None:
         transport = CeleryTransport(celery_app, codec, workflows=registry.get)
@@ -124,7 +135,14 @@ def build_engine(settings: Settings, *, celery_app: CeleryApp | None = None) -> 
             workflows=registry.get,
         )
     locks = LockSettings(lease_s=settings.lock_lease_s, wait_s=settings.lock_wait_s)
-    return Engine(store, transport, locks=locks, registry=registry)
+    execution = ExecutionSettings(
+        countdown_max_s=settings.effective_countdown_max_s,
+        step_timeout_s=settings.step_timeout_s,
+    )
+    engine = Engine(store, transport, locks=locks, registry=registry, execution=execution)
+    # workers (only) sweep for lost deliveries and retries now due
+    transport.sweep_in_workers(lambda: engine.executor.sweep_forever(settings.sweep_interval_s))
+    return engine
 
 
 def event_types_of(registry: WorkflowRegistry) -> EventTypes:

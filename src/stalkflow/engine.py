@@ -9,7 +9,9 @@ Celery transport with the Redis store.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 import threading
 import time
 import weakref
@@ -22,6 +24,7 @@ from stalkflow.core.ids import child_delivery_id, new_delivery_id
 from stalkflow.core.routing import RoutingTable
 from stalkflow.core.runs import RunOutcome, RunRecord, RunStatus, timeout_message
 from stalkflow.errors import (
+    BackendError,
     RunFinishedError,
     RunNotFoundError,
     UnknownWorkflowError,
@@ -29,8 +32,10 @@ from stalkflow.errors import (
     WorkflowTimeoutError,
 )
 from stalkflow.events import Event, WorkflowCancelledEvent, WorkflowTimedOutEvent
-from stalkflow.execution import Executor
+from stalkflow.execution import ExecutionSettings, Executor
 from stalkflow.ports import Commit, RunSeed, Store, Transport
+
+logger = logging.getLogger("stalkflow.engine")
 
 if TYPE_CHECKING:
     from stalkflow.workflow import Workflow
@@ -68,11 +73,13 @@ class Engine:
         *,
         locks: LockSettings | None = None,
         registry: WorkflowRegistry | None = None,
+        execution: ExecutionSettings | None = None,
     ) -> None:
         self.store = store
         self.transport = transport
         self.locks = locks or LockSettings()
         self.registry = registry or WorkflowRegistry()
+        self.execution = execution or ExecutionSettings()
         self.executor = Executor(self)
         # Runs started in this process execute on the exact workflow instance
         # that started them (its resources, its attributes), as upstream's do.
@@ -109,7 +116,7 @@ class Engine:
         self._live[run_id] = workflow
         self.registry.register(workflow, replace=False)
         released = await self.store.create_run(record, seed)
-        await self.transport.dispatch(released)
+        await self._send(run_id, released)
         return record
 
     async def get_run(self, run_id: str) -> RunRecord:
@@ -149,8 +156,30 @@ class Engine:
         result = await self.store.commit(
             run_id, Commit(delivery=None, routed=routed, resolved=resolved)
         )
-        if result.released:
-            await self.transport.dispatch(result.released)
+        await self._send(run_id, result.released)
+
+    async def _send(self, run_id: str, deliveries: Sequence[Delivery]) -> None:
+        """Dispatch what the store released for a caller outside the steps.
+
+        The store has accepted the work, so it is not lost if sending fails (the
+        broker is away): the deliveries are marked for the workers' sweep, which
+        sends them once the broker is back, and the caller is not told to retry
+        (which would start the run, or route the event, twice).
+        """
+        if not deliveries:
+            return
+        try:
+            await self.transport.dispatch(deliveries)
+        except BackendError as exc:
+            logger.warning(
+                "Run %s: sending %d delivery(ies) failed (%s); the store keeps them and the "
+                "workers' sweep sends them when the broker is back",
+                run_id,
+                len(deliveries),
+                str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+            )
+            with contextlib.suppress(BackendError):
+                await self.store.redispatch_soon(run_id, [d.delivery_id for d in deliveries])
 
     def _routing_for(self, run: RunRecord) -> RoutingTable:
         """The run's routing table: its workflow's if known here, else the stored one."""

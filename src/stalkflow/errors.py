@@ -69,6 +69,26 @@ class WorkflowStalledError(WorkflowRuntimeError):
         self.run_id = run_id
 
 
+class StepTimeoutError(WorkflowRuntimeError, TimeoutError):
+    """A step body ran past its time limit (``@step(soft_time_limit=...)`` or the
+    engine's ``step_timeout_s``).
+
+    It is the step's failure: its retry policy and ``@catch_error`` apply as for
+    any exception the step raises.
+    """
+
+
+class DeliveryLimitError(WorkflowRuntimeError):
+    """One delivery was started too many times without ever finishing.
+
+    Its worker process died each time (a step that kills its process, a hard
+    ``time_limit``, the OOM killer) or lost the message. stalkflow stops
+    redelivering it after ``max_deliveries`` starts and fails the step with this
+    error instead of looping forever; ``@catch_error`` applies, the retry policy
+    does not (the redeliveries were the retries).
+    """
+
+
 class StateError(StalkflowError):
     """The root of errors about a context's state."""
 

@@ -39,17 +39,66 @@ class SaveStatus(enum.Enum):
 
 
 class BeginStatus(enum.Enum):
-    RUN = "run"  # execute the step
+    RUN = "run"  # execute the step: the caller now holds the delivery's claim
     DUPLICATE = "duplicate"  # already committed: a redelivered message
     FINISHED = "finished"  # the run has ended; drop the delivery
     EXPIRED = "expired"  # the run is past its deadline
     MISSING = "missing"  # no such run (never existed, or expired)
+    BUSY = "busy"  # another execution holds a live claim on it: drop this copy
+    EXHAUSTED = "exhausted"  # started ``max_deliveries`` times without a commit: fail it
 
 
 @dataclasses.dataclass(frozen=True)
 class Begin:
+    """What ``Store.begin`` decided.
+
+    ``RUN``: the caller holds the delivery's claim under ``token`` for ``lease_s``
+    seconds; it renews it with ``Store.heartbeat`` and commits with it.
+    ``begins`` counts the executions started (``RUN``, ``EXHAUSTED``).
+    ``DUPLICATE``: ``redispatch`` lists what the earlier commit of this delivery
+    released that never started (its dispatch may have failed): send them again.
+    ``BUSY``: ``holder`` is the token of the live claim (an executor that knows its
+    holder is dead may ``begin`` again with ``take_over=holder``).
+    """
+
     status: BeginStatus
     run: RunRecord | None = None
+    token: str | None = None
+    lease_s: float = 0.0
+    begins: int = 0
+    redispatch: Sequence[Delivery] = ()
+    holder: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class DeliveryPolicy:
+    """How a store notices deliveries that were lost, and how often one may be started.
+
+    Every released delivery has a deadline. A delivery being executed has a
+    claim renewed by its executor's heartbeat; once ``lease_s`` passes with no
+    heartbeat (the worker died, or lost the message), ``Store.sweep`` hands it
+    out again. A delivery released but never started (its message never
+    arrived, or waits behind a backlog) is handed out again after
+    ``dispatch_grace_s``. ``max_deliveries`` bounds how many times one delivery
+    is started without a commit (a step that kills its own process): the next
+    start reports ``EXHAUSTED`` and the executor fails the step.
+    """
+
+    lease_s: float = 30.0
+    dispatch_grace_s: float = 300.0
+    max_deliveries: int = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class Recovered:
+    """A delivery ``Store.sweep`` hands out for dispatch.
+
+    ``scheduled``: a retry kept in the store until its delay passed (normal);
+    otherwise a delivery presumed lost (no heartbeat, or never started).
+    """
+
+    delivery: Delivery
+    scheduled: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +108,10 @@ class Commit:
     ``delivery`` is the executed delivery: its id is recorded so that a second
     commit of it changes nothing, and its step's ``num_workers`` slot is freed
     (unless ``retry`` keeps it). ``None`` means an event sent from outside a step.
+    ``token`` fences the commit: when another execution has claimed the delivery
+    since (this one's lease ran out), nothing is applied. ``retry_in_store``
+    keeps the retry in the store until its delay has passed (``Store.sweep``
+    hands it out then) instead of the caller sending it with a countdown.
     """
 
     delivery: Delivery | None
@@ -70,6 +123,8 @@ class Commit:
     retry_delay_s: float = 0.0
     stream: Sequence[Event] = ()
     outcome: RunOutcome | None = None
+    token: str | None = None
+    retry_in_store: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,11 +202,36 @@ class Store(Protocol):
     async def snapshot(self, run_id: str) -> RunSnapshot | None: ...
 
     # execution
-    async def begin(self, delivery: Delivery) -> Begin:
-        """Check that ``delivery`` should run now (run live, not yet committed)."""
+    async def begin(
+        self, delivery: Delivery, token: str | None = None, take_over: str | None = None
+    ) -> Begin:
+        """Check that ``delivery`` should run now, and claim it.
+
+        Run live, not yet committed, not claimed by another live execution,
+        started fewer than ``max_deliveries`` times. ``token`` names the claim
+        (re-using one this caller holds: an execution retried in place);
+        ``take_over`` is a holder's token the caller knows to be dead.
+        """
+
+    async def heartbeat(self, run_id: str, delivery_id: str, token: str) -> bool:
+        """Renew the claim's lease; False once the claim is no longer ``token``'s."""
 
     async def commit(self, run_id: str, commit: Commit) -> CommitResult:
         """Apply ``commit`` atomically, once per delivery id."""
+
+    async def sweep(self, limit: int = 100, workflows: Sequence[str] = ()) -> Sequence[Recovered]:
+        """Deliveries to dispatch again: retries now due, and those presumed lost.
+
+        Each is handed out once per deadline (its deadline moves on, its claim is
+        dropped), so several processes may sweep at once. ``workflows`` limits
+        the sweep to runs of those workflows (empty: all).
+        """
+
+    async def redispatch_soon(
+        self, run_id: str, delivery_ids: Sequence[str], delay_s: float = 0.0
+    ) -> None:
+        """Make released, unstarted deliveries due for ``sweep`` in ``delay_s`` (their
+        dispatch failed)."""
 
     async def expire_waiter(self, run_id: str, waiter_id: str) -> CommitResult:
         """Time a waiter out: remove it and release its step's re-run, if still waiting."""

@@ -2,7 +2,7 @@
 
 The session's workers are ``celery -A worker.app worker`` subprocesses, started
 once and shared by the tests that ask for them; they serve the sample workflows
-of ``tests.fixtures.distributed_workflows`` (``STALKFLOW_WORKFLOWS``). Every
+of ``tests.fixtures`` and the modules of ``examples/`` (``STALKFLOW_WORKFLOWS``). Every
 session uses its own store key prefix and its own Celery queue, so runs, state
 and messages of concurrent sessions (or of a crashed earlier one) never mix.
 
@@ -32,8 +32,23 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 DEFAULT_TEST_BROKER_URL = "redis://127.0.0.1:6379/14"
 DEFAULT_TEST_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
-#: The modules workers serve: the test workflows, and the quickstart unchanged.
-WORKFLOWS_MODULES = "tests.fixtures.distributed_workflows,examples.quickstart"
+#: The example scripts of ``examples/``, served unchanged by the workers.
+EXAMPLE_MODULES: tuple[str, ...] = (
+    "examples.quickstart",
+    "examples.state_counter",
+    "examples.state_edit_state",
+    "examples.typed_state",
+    "examples.typed_state_fields",
+    "examples.state_counter_no_result",
+    "examples.state_edit_state_no_result",
+    "examples.typed_state_ctx_state",
+    "examples.context_across_runs",
+    "examples.context_across_runs_to_dict",
+)
+#: The modules workers serve: the test workflows, and the examples.
+WORKFLOWS_MODULES = ",".join(
+    ("tests.fixtures.distributed_workflows", "tests.fixtures.context_workflows", *EXAMPLE_MODULES)
+)
 #: Short, so that a message left unacknowledged (a killed worker) returns quickly.
 VISIBILITY_TIMEOUT_S = 10.0
 READY_TIMEOUT_S = 30.0

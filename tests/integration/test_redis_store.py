@@ -102,7 +102,12 @@ async def test_every_key_of_a_run_starts_with_the_prefix_and_shares_a_hash_slot(
     keys = set(raw.scan_iter(match=f"{prefix}*"))
     run_keys = {key for key in keys if key.startswith(f"{prefix}{{{run.run_id}}}:")}
 
-    assert keys - run_keys == {f"{prefix}{{_index}}:runs", f"{prefix}{{_index}}:seq"}
+    # the listing, its counter, and the running runs that sweeps look at
+    assert keys - run_keys == {
+        f"{prefix}{{_index}}:runs",
+        f"{prefix}{{_index}}:seq",
+        f"{prefix}{{_index}}:active",
+    }
     assert {key.rpartition(":")[2] for key in run_keys} >= {
         "run",
         "caps",

@@ -46,9 +46,20 @@ RUN_SCRIPTS = (
     "collect",
     "snapshot",
     "append_stream",
+    "heartbeat",
+    "sweep_run",
+    "redispatch_soon",
 )
-#: Scripts on a few keys of their own (state, lock, index).
-PLAIN_SCRIPTS = ("save_state", "lock_acquire", "lock_renew", "lock_release", "index_add")
+#: Scripts on a few keys of their own (state, lock, indexes).
+PLAIN_SCRIPTS = (
+    "save_state",
+    "lock_acquire",
+    "lock_renew",
+    "lock_release",
+    "index_add",
+    "due_runs",
+    "mark_active",
+)
 
 
 @cache

@@ -9,6 +9,7 @@ string next to the few fields a script acts on (a delivery's id and step).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -17,9 +18,22 @@ from stalkflow.core.codec import EventCodec, type_name
 from stalkflow.core.collect import resumable_buffers
 from stalkflow.core.deliveries import Delivery, Waiter
 from stalkflow.core.runs import RunOutcome, RunRecord, RunStatus
-from stalkflow.errors import BackendError
+from stalkflow.errors import BackendError, EventCodecError
 from stalkflow.events import Event, StepState, StepStateChanged
-from stalkflow.ports import Commit, CommitResult, RunSeed, RunSnapshot, StateSnapshot, StreamEntry
+from stalkflow.ports import (
+    Begin,
+    BeginStatus,
+    Commit,
+    CommitResult,
+    DeliveryPolicy,
+    Recovered,
+    RunSeed,
+    RunSnapshot,
+    StateSnapshot,
+    StreamEntry,
+)
+
+logger = logging.getLogger("stalkflow.redis")
 
 #: The fields of a run hash that make up its record.
 RECORD_FIELDS = ("record", "status", "updated_at", "outcome")
@@ -35,9 +49,16 @@ def as_list(value: Any) -> list[Any]:
 class RedisWire:
     """Encodes script arguments and decodes script replies for one store."""
 
-    def __init__(self, codec: EventCodec, finished_ttl_s: float) -> None:
+    def __init__(
+        self, codec: EventCodec, finished_ttl_s: float, policy: DeliveryPolicy | None = None
+    ) -> None:
         self.codec = codec
         self._ttl_ms = max(1, round(finished_ttl_s * 1000))
+        self.policy = policy or DeliveryPolicy()
+        self.lease_ms = _ms(self.policy.lease_s)
+        # a delivery never gets a shorter grace than a lease: sweeps look at a run
+        # at least once a lease, and every deadline must be at least that far off
+        self.grace_ms = max(self.lease_ms, _ms(self.policy.dispatch_grace_s))
         self._enqueued: dict[tuple[str, str], str] = {}
 
     # --- values ---------------------------------------------------------------------
@@ -113,6 +134,7 @@ class RedisWire:
                 for key, events in seed.buffers.items()
             ],
             "deliveries": [self.delivery(d) for d in seed.deliveries],
+            "grace_ms": self.grace_ms,
         }
         if seed.state is not None:
             spec["state"] = seed.state
@@ -129,7 +151,10 @@ class RedisWire:
             "routed": [self.delivery(d) for d in commit.routed],
             "resolved": [{"wid": wid, "d": self.delivery(d)} for wid, d in commit.resolved],
             "stream": [self.event(ev) for ev in commit.stream],
+            "grace_ms": self.grace_ms,
         }
+        if commit.token is not None:
+            spec["tok"] = commit.token
         if commit.delivery is not None:
             spec["d"] = {
                 "id": commit.delivery.delivery_id,
@@ -141,6 +166,8 @@ class RedisWire:
             spec["retry"] = {
                 "id": retry.delivery_id,
                 "json": self.dumps(self.codec.encode_delivery(retry)),
+                "delay_ms": _ms(max(0.0, commit.retry_delay_s)),
+                "stored": commit.retry_in_store,
             }
         if commit.waiter is not None:
             spec["waiter"] = self.waiter(commit.waiter)
@@ -204,6 +231,44 @@ class RedisWire:
             hitl=hitl == "1",
         )
 
+    def begin(self, reply: Any) -> Begin:
+        """``begin.lua``'s reply; the deadline is checked by the caller."""
+        reply = as_list(reply)
+        if reply[0] == "missing":
+            return Begin(BeginStatus.MISSING)
+        status, record, token, begins = (
+            BeginStatus(reply[0]),
+            self.record(reply[1:5]),
+            reply[5],
+            reply[6],
+        )
+        if status is BeginStatus.DUPLICATE:
+            return Begin(status, record, redispatch=self.released(reply[7]))
+        if status is BeginStatus.RUN and token:
+            return Begin(status, record, token, self.policy.lease_s, int(begins))
+        if status is BeginStatus.BUSY:
+            return Begin(status, record, holder=token or None)
+        return Begin(status, record, begins=int(begins))
+
+    def swept(self, run_id: str, deliveries: Sequence[Any]) -> list[Recovered]:
+        """``sweep_run.lua``'s ``{id, json, scheduled}`` triples.
+
+        One that cannot be decoded here (a workflow this process does not know,
+        another version's events) is logged and left to the next sweep.
+        """
+        recovered = []
+        for delivery_id, json, scheduled in deliveries:
+            try:
+                delivery = self.codec.decode_delivery(self.codec.loads(json))
+            except EventCodecError as exc:
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                logger.error(
+                    "Cannot re-dispatch delivery %s of run %s: %s", delivery_id, run_id, first
+                )
+                continue
+            recovered.append(Recovered(delivery, bool(scheduled)))
+        return recovered
+
     def collected(self, reply: Any, expected: Sequence[type[Event]]) -> list[Event] | None:
         """The set a collect handed out (its events are of the ``expected`` types)."""
         reply = as_list(reply)
@@ -258,3 +323,7 @@ class RedisWire:
         return StreamEntry(
             sequence, self.codec.decode_event(workflow, self.codec.loads(fields["e"]))
         )
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))

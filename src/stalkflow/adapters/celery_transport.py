@@ -21,6 +21,16 @@ executing is retried a few times in place, then the message is requeued.
 Flower and logs show ``run_id``, step, event type and attempt only
 (``argsrepr``/``kwargsrepr``).
 
+Flower sees the steps of one run as one tree: the first step task's id is
+:func:`root_task_id` of the run (any process can compute it), every message
+carries it as Celery's ``root_id``, and a message sent while a step task
+executes names that task as its ``parent_id`` (events sent from outside the
+steps, such as a human's answer, hang under the root). A step that ends in
+``ctx.wait_for_event`` (with a timeout, the default) sends the custom task event
+``task-waiting`` (run id, step, timeout; no payload) and ends without
+``task-succeeded``, so Flower shows it in the state ``WAITING``; the answer
+re-runs the step as a new task, a child of that root.
+
 Example::
 
     transport = CeleryTransport.from_url("redis://127.0.0.1:6379/0", codec=codec)
@@ -32,15 +42,21 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import dataclasses
 import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+import uuid
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from celery.exceptions import Reject, SoftTimeLimitExceeded  # type: ignore[import-untyped]
+from celery.exceptions import (  # type: ignore[import-untyped]
+    Ignore,
+    Reject,
+    SoftTimeLimitExceeded,
+)
 from kombu.exceptions import KombuError
 
 from stalkflow._urls import redact, redact_url
@@ -50,18 +66,30 @@ from stalkflow.core.codec import EventCodec
 from stalkflow.core.deliveries import Delivery
 from stalkflow.decorators import CeleryOptions
 from stalkflow.errors import BackendError, BrokerUnavailableError, EventCodecError
+from stalkflow.events import StartEvent
 from stalkflow.ports import Executor
 
 if TYPE_CHECKING:
     from stalkflow.events import Event
     from stalkflow.workflow import Workflow
 
-__all__ = ["CeleryApp", "CeleryTransport", "create_app", "describe", "task_name"]
+__all__ = [
+    "WAITING_EVENT",
+    "CeleryApp",
+    "CeleryTransport",
+    "create_app",
+    "describe",
+    "root_task_id",
+    "task_name",
+]
 
 logger = logging.getLogger("stalkflow.celery")
 
 #: Waits (seconds) between in-place re-executions after a store or broker outage.
 OUTAGE_BACKOFF_S: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
+#: After Celery's soft time limit fires, how long the executor gets to fail the step
+#: by its own (equal) limit, so that the retry policy and ``@catch_error`` apply.
+SOFT_LIMIT_GRACE_S = 5.0
 
 #: Options every step task has, whatever the step says.
 STEP_TASK_OPTIONS: Mapping[str, Any] = {
@@ -71,6 +99,35 @@ STEP_TASK_OPTIONS: Mapping[str, Any] = {
     "serializer": "json",
     "typing": False,
 }
+
+
+#: The custom Celery task event of a step task that ended waiting for an event.
+WAITING_EVENT = "task-waiting"
+
+_ROOT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "stalkflow:run-root")
+
+
+def root_task_id(run_id: str) -> str:
+    """The Celery task id of a run's first step task: the ``root_id`` of all its tasks."""
+    return str(uuid.uuid5(_ROOT_NAMESPACE, run_id))
+
+
+@dataclasses.dataclass
+class _StepTask:
+    """The step task executing here: what the messages it sends name as root and parent."""
+
+    task_id: str
+    root_id: str
+    run_id: str
+    step: str
+    #: Set when the execution registered a waiter with a timeout (seconds).
+    waiting_s: float | None = None
+
+
+#: The step task of the delivery executing in this asyncio task (worker side).
+_current_task: contextvars.ContextVar[_StepTask | None] = contextvars.ContextVar(
+    "stalkflow_step_task", default=None
+)
 
 
 def task_name(workflow: str, step: str) -> str:
@@ -125,6 +182,8 @@ class CeleryTransport:
         self._options: dict[str, CeleryOptions] = {}
         self._running: dict[str, set[asyncio.Task[None]]] = {}
         self._owns_app = False
+        self._sweeper: concurrent.futures.Future[None] | None = None
+        self._signal_handlers: tuple[Callable[..., None], ...] = ()
 
     @classmethod
     def from_url(
@@ -171,9 +230,9 @@ class CeleryTransport:
                 )
                 if value is not None
             }
-            self.app.task(name=name, shared=False, lazy=False, **STEP_TASK_OPTIONS, **limits)(
-                self._task_body(name)
-            )
+            self.app.task(
+                name=name, bind=True, shared=False, lazy=False, **STEP_TASK_OPTIONS, **limits
+            )(self._task_body(name))
         return name
 
     def _options_for(self, delivery: Delivery) -> CeleryOptions:
@@ -219,8 +278,45 @@ class CeleryTransport:
             if task is not current:
                 loop.call_soon_threadsafe(task.cancel)
 
+    def sweep_in_workers(self, sweep: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run ``sweep()`` on this process's loop while a worker of this app runs here.
+
+        ``sweep`` is the engine's periodic sweep (``Executor.sweep_forever``): it
+        re-sends deliveries whose worker died or whose message was lost, and
+        retries kept in the store until due. It starts when the worker is ready
+        (in the main process, whatever the pool) and stops at its shutdown;
+        a process that only sends (a client) never sweeps.
+        """
+        from celery import signals  # type: ignore[import-untyped]
+
+        def ready(sender: Any = None, **_: Any) -> None:
+            if getattr(sender, "app", None) is self.app and self._sweeper is None:
+                self._sweeper = self._loop.submit(sweep())
+                logger.info("Sweeping for lost and delayed deliveries")
+
+        def shutdown(sender: Any = None, **_: Any) -> None:
+            if getattr(sender, "app", None) is self.app:
+                self.stop_sweeping()
+
+        signals.worker_ready.connect(ready, weak=False)
+        signals.worker_shutdown.connect(shutdown, weak=False)
+        self._signal_handlers = (ready, shutdown)
+
+    def stop_sweeping(self) -> None:
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            sweeper.cancel()
+
     def close(self) -> None:
         """Stop this process's event loop; close the app if this transport created it."""
+        self.stop_sweeping()
+        if self._signal_handlers:
+            from celery import signals
+
+            ready, shutdown = self._signal_handlers
+            signals.worker_ready.disconnect(ready)
+            signals.worker_shutdown.disconnect(shutdown)
+            self._signal_handlers = ()
         self._loop.close()
         if self._owns_app:
             self.app.close()
@@ -240,8 +336,32 @@ class CeleryTransport:
             send["queue"] = options.queue
         if options.priority is not None:
             send["priority"] = options.priority
+        send.update(self._lineage(delivery, delay_s))
         body = self._codec.encode_delivery(delivery)
         return _Message(task_name(delivery.workflow, delivery.step), body, send)
+
+    @staticmethod
+    def _lineage(delivery: Delivery, delay_s: float) -> dict[str, Any]:
+        """Celery's ``task_id``/``root_id``/``parent_id``: a run's tasks form one tree."""
+        current = _current_task.get()
+        if current is not None and current.run_id == delivery.run_id:
+            if (
+                delivery.expires_waiter is not None
+                and delivery.step == current.step
+                and delay_s > 0
+            ):
+                current.waiting_s = delay_s  # the timer of the waiter this task registered
+            return {"root_id": current.root_id, "parent_id": current.task_id}
+        root = root_task_id(delivery.run_id)
+        is_start = (
+            isinstance(delivery.event, StartEvent)
+            and delivery.attempt == 1
+            and not delivery.resolved
+            and delivery.expires_waiter is None
+        )
+        if is_start:
+            return {"task_id": root, "root_id": root}
+        return {"root_id": root, "parent_id": root}
 
     def _publish(self, messages: Sequence[_Message]) -> None:
         try:
@@ -264,15 +384,37 @@ class CeleryTransport:
     # --- executing (on a worker) ----------------------------------------------------------
 
     def _task_body(self, name: str) -> Callable[..., None]:
-        def execute_step(*args: Any, **kwargs: Any) -> None:
+        def execute_step(task: Any, *args: Any, **kwargs: Any) -> None:
             delivery = self._decode(name, args, kwargs)
-            if delivery is not None:
-                self._execute_here(delivery)
+            if delivery is None:
+                return
+            request = task.request
+            current = None
+            if request.id:
+                current = _StepTask(
+                    request.id, request.root_id or request.id, delivery.run_id, delivery.step
+                )
+            self._execute_here(delivery, current)
+            if current is not None and current.waiting_s is not None and not request.is_eager:
+                self._report_waiting(task, delivery, current.waiting_s)
 
         # Celery builds a signature from the function's name: keep it an identifier.
         execute_step.__name__ = execute_step.__qualname__ = re.sub(r"\W", "_", name)
         execute_step.__doc__ = f"Executes deliveries of the stalkflow step {name}."
         return execute_step
+
+    @staticmethod
+    def _report_waiting(task: Any, delivery: Delivery, timeout_s: float) -> None:
+        """Show the task as ``WAITING`` in Flower: a custom event, and no ``task-succeeded``."""
+        try:
+            task.send_event(
+                WAITING_EVENT, run_id=delivery.run_id, step=delivery.step, timeout=timeout_s
+            )
+        except Exception as exc:  # monitoring must never fail a step
+            logger.warning("Could not send %s for %s: %s", WAITING_EVENT, describe(delivery), exc)
+            return
+        # Ignore acknowledges the message and sends no task-succeeded event.
+        raise Ignore(f"waiting for an event: {describe(delivery)}")
 
     def _decode(self, name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Delivery | None:
         if len(args) != 1 or kwargs:
@@ -304,17 +446,19 @@ class CeleryTransport:
             return None
         return delivery
 
-    def _execute_here(self, delivery: Delivery) -> None:
+    def _execute_here(self, delivery: Delivery, current: _StepTask | None = None) -> None:
         if self._execute is None:
             raise RuntimeError("CeleryTransport.start() was not called: no executor is bound")
         for wait_s in (*OUTAGE_BACKOFF_S, None):
             try:
-                self._loop.run(self._tracked(self._execute, delivery))
+                self._run(self._tracked(self._execute, delivery, current))
                 return
             except concurrent.futures.CancelledError:
                 logger.info("Abandoned %s: the run has finished", describe(delivery))
                 return
             except SoftTimeLimitExceeded:
+                # A limit the step itself does not declare (an app-wide one): the
+                # execution is abandoned; the store re-sends it once its lease runs out.
                 logger.error(
                     "Soft time limit exceeded, execution abandoned: %s", describe(delivery)
                 )
@@ -338,9 +482,32 @@ class CeleryTransport:
                 logger.exception("Dropped %s: executing it failed unexpectedly", describe(delivery))
                 return
 
-    async def _tracked(self, execute: Executor, delivery: Delivery) -> None:
+    def _run(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run an execution on the loop and wait for it from this pool thread.
+
+        Celery's soft time limit (prefork) interrupts the wait: the executor
+        enforces the step's declared limit itself and fails the step, so that its
+        retry policy and ``@catch_error`` apply; it gets ``SOFT_LIMIT_GRACE_S`` to.
+        """
+        future = self._loop.submit(coro)
+        try:
+            future.result()
+        except SoftTimeLimitExceeded:
+            try:
+                future.result(SOFT_LIMIT_GRACE_S)
+            except concurrent.futures.TimeoutError:
+                future.cancel()
+                raise SoftTimeLimitExceeded() from None
+        except BaseException:
+            future.cancel()
+            raise
+
+    async def _tracked(
+        self, execute: Executor, delivery: Delivery, current: _StepTask | None = None
+    ) -> None:
         task = asyncio.current_task()
         assert task is not None
+        _current_task.set(current)  # this asyncio task's own context
         with self._lock:
             self._running.setdefault(delivery.run_id, set()).add(task)
         try:

@@ -6,12 +6,18 @@ loop of ``Workflow.run`` and the background loop behind ``Workflow.submit``;
 waiting (on a stream, a lock, a run's end) uses futures woken thread-safely.
 Events are kept as objects, never serialized: in one process that is both
 faster and faithful to upstream (a StopEvent's result may be any object).
+
+Claims, leases and the sweep (``begin``, ``heartbeat``, ``sweep``) keep the
+port's promises with ``time.monotonic()`` deadlines; in one process nothing is
+ever lost in transit, so the embedded engine never needs to sweep, but the
+contract suite holds this store to the same rules as the Redis one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import secrets
 import threading
 import time
 from collections import deque
@@ -28,6 +34,8 @@ from stalkflow.ports import (
     BeginStatus,
     Commit,
     CommitResult,
+    DeliveryPolicy,
+    Recovered,
     RunSeed,
     RunSnapshot,
     SaveStatus,
@@ -59,6 +67,15 @@ class _Run:
     stream: list[Event] = dataclasses.field(default_factory=list)
     stream_waiters: list[asyncio.Future[None]] = dataclasses.field(default_factory=list)
     finish_waiters: list[asyncio.Future[None]] = dataclasses.field(default_factory=list)
+    # per in-progress delivery id: when it is presumed lost (monotonic seconds)
+    deadlines: dict[str, float] = dataclasses.field(default_factory=dict)
+    # the token of the execution that claimed it, and how many executions started
+    claims: dict[str, str] = dataclasses.field(default_factory=dict)
+    begins: dict[str, int] = dataclasses.field(default_factory=dict)
+    # retries kept here until their delay has passed
+    scheduled: set[str] = dataclasses.field(default_factory=set)
+    # per committed delivery id: the ids its commit released (the outbox)
+    outbox: dict[str, list[str]] = dataclasses.field(default_factory=dict)
 
     def in_flight(self) -> int:
         return sum(self.running.values()) + sum(len(q) for q in self.queued.values())
@@ -73,7 +90,8 @@ class _Lock:
 class MemoryStore:
     """A ``Store`` in this process's memory; nothing is shared between instances."""
 
-    def __init__(self) -> None:
+    def __init__(self, policy: DeliveryPolicy | None = None) -> None:
+        self.policy = policy or DeliveryPolicy()
         self._mutex = threading.Lock()
         self._runs: dict[str, _Run] = {}
         self._states: dict[str, StateSnapshot] = {}
@@ -139,6 +157,9 @@ class MemoryStore:
         entry.completed_sets.clear()
         entry.consumed.clear()
         entry.waiters.clear()
+        for bookkeeping in (entry.deadlines, entry.claims, entry.begins, entry.outbox):
+            bookkeeping.clear()
+        entry.scheduled.clear()
         wake(entry.stream_waiters)
         wake(entry.finish_waiters)
 
@@ -177,18 +198,95 @@ class MemoryStore:
 
     # --- execution ----------------------------------------------------------------
 
-    async def begin(self, delivery: Delivery) -> Begin:
-        entry = self._runs.get(delivery.run_id)
-        if entry is None:
-            return Begin(BeginStatus.MISSING)
-        record = entry.record
-        if record.finished:
-            return Begin(BeginStatus.FINISHED, record)
-        if delivery.delivery_id in entry.committed:
-            return Begin(BeginStatus.DUPLICATE, record)
-        if record.deadline is not None and time.time() >= record.deadline:
-            return Begin(BeginStatus.EXPIRED, record)
-        return Begin(BeginStatus.RUN, record)
+    async def begin(
+        self, delivery: Delivery, token: str | None = None, take_over: str | None = None
+    ) -> Begin:
+        token = token or secrets.token_hex(8)
+        delivery_id = delivery.delivery_id
+        with self._mutex:
+            entry = self._runs.get(delivery.run_id)
+            if entry is None:
+                return Begin(BeginStatus.MISSING)
+            record = entry.record
+            if record.finished:
+                return Begin(BeginStatus.FINISHED, record)
+            if delivery_id in entry.committed:
+                return Begin(
+                    BeginStatus.DUPLICATE, record, redispatch=self._unstarted(entry, delivery_id)
+                )
+            if record.deadline is not None and time.time() >= record.deadline:
+                return Begin(BeginStatus.EXPIRED, record)
+            if delivery_id not in entry.in_progress:
+                return Begin(BeginStatus.RUN, record)  # not released here: nothing to claim
+            now = time.monotonic()
+            holder = entry.claims.get(delivery_id)
+            live = entry.deadlines.get(delivery_id, 0) > now
+            if holder is not None and holder not in (token, take_over) and live:
+                return Begin(BeginStatus.BUSY, record, holder=holder)
+            begins = entry.begins.get(delivery_id, 0)
+            if holder != token:
+                begins += 1
+                entry.begins[delivery_id] = begins
+            limit = self.policy.max_deliveries
+            if limit > 0 and begins > limit:
+                return Begin(BeginStatus.EXHAUSTED, record, begins=begins)
+            entry.claims[delivery_id] = token
+            entry.deadlines[delivery_id] = now + self.policy.lease_s
+            entry.scheduled.discard(delivery_id)
+            return Begin(BeginStatus.RUN, record, token, self.policy.lease_s, begins)
+
+    def _unstarted(self, entry: _Run, delivery_id: str) -> list[Delivery]:
+        """What the commit of ``delivery_id`` released that was never started."""
+        return [
+            entry.in_progress[child]
+            for child in entry.outbox.get(delivery_id, ())
+            if child in entry.in_progress
+            and child not in entry.claims
+            and child not in entry.scheduled
+        ]
+
+    async def heartbeat(self, run_id: str, delivery_id: str, token: str) -> bool:
+        with self._mutex:
+            entry = self._runs.get(run_id)
+            if entry is None or entry.record.finished or entry.claims.get(delivery_id) != token:
+                return False
+            entry.deadlines[delivery_id] = time.monotonic() + self.policy.lease_s
+            return True
+
+    async def sweep(self, limit: int = 100, workflows: Sequence[str] = ()) -> Sequence[Recovered]:
+        now = time.monotonic()
+        recovered: list[Recovered] = []
+        with self._mutex:
+            for entry in self._runs.values():
+                if entry.record.finished or (workflows and entry.record.workflow not in workflows):
+                    continue
+                for delivery_id, deadline in list(entry.deadlines.items()):
+                    if len(recovered) >= limit:
+                        return recovered
+                    delivery = entry.in_progress.get(delivery_id)
+                    if delivery is None:
+                        del entry.deadlines[delivery_id]
+                        continue
+                    if deadline > now:
+                        continue
+                    scheduled = delivery_id in entry.scheduled
+                    entry.scheduled.discard(delivery_id)
+                    entry.claims.pop(delivery_id, None)
+                    entry.deadlines[delivery_id] = now + self.policy.dispatch_grace_s
+                    recovered.append(Recovered(delivery, scheduled))
+        return recovered
+
+    async def redispatch_soon(
+        self, run_id: str, delivery_ids: Sequence[str], delay_s: float = 0.0
+    ) -> None:
+        now = time.monotonic() + max(0.0, delay_s)
+        with self._mutex:
+            entry = self._runs.get(run_id)
+            if entry is None or entry.record.finished:
+                return
+            for delivery_id in delivery_ids:
+                if delivery_id in entry.in_progress and delivery_id not in entry.claims:
+                    entry.deadlines[delivery_id] = now
 
     async def commit(self, run_id: str, commit: Commit) -> CommitResult:
         with self._mutex:
@@ -200,15 +298,29 @@ class MemoryStore:
             stream_length = len(entry.stream)
             delivery = commit.delivery
             if delivery is not None:
-                if delivery.delivery_id in entry.committed:
+                delivery_id = delivery.delivery_id
+                if delivery_id in entry.committed:
                     return self._result(entry, False, [])
-                entry.committed.add(delivery.delivery_id)
-                entry.in_progress.pop(delivery.delivery_id, None)
+                holder = entry.claims.get(delivery_id)
+                if commit.token is not None and holder is not None and holder != commit.token:
+                    return self._result(entry, False, [])  # fenced: another execution claimed it
+                entry.committed.add(delivery_id)
+                entry.in_progress.pop(delivery_id, None)
+                for bookkeeping in (entry.deadlines, entry.claims, entry.begins):
+                    bookkeeping.pop(delivery_id, None)
+                entry.scheduled.discard(delivery_id)
                 if commit.retry is None:
                     entry.completed_sets.pop(delivery.lineage_id, None)
             released: list[Delivery] = []
             if commit.retry is not None:
-                entry.in_progress[commit.retry.delivery_id] = commit.retry
+                retry_id = commit.retry.delivery_id
+                entry.in_progress[retry_id] = commit.retry
+                due = time.monotonic() + max(0.0, commit.retry_delay_s)
+                if commit.retry_in_store:
+                    entry.scheduled.add(retry_id)
+                    entry.deadlines[retry_id] = due
+                else:
+                    entry.deadlines[retry_id] = due + self.policy.dispatch_grace_s
             elif delivery is not None:
                 self._free_slot(entry, delivery.step, released)
             if commit.waiter is not None:
@@ -222,6 +334,8 @@ class MemoryStore:
             for routed in commit.routed:
                 self._admit(entry, routed, released)
             entry.stream.extend(commit.stream)
+            if delivery is not None and released:
+                entry.outbox[delivery.delivery_id] = [d.delivery_id for d in released]
             if commit.outcome is not None:
                 self._finish(entry, commit.outcome)
             elif len(entry.stream) != stream_length:
@@ -265,8 +379,7 @@ class MemoryStore:
         step = delivery.step
         if entry.running.get(step, 0) < entry.caps.get(step, 1):
             entry.running[step] = entry.running.get(step, 0) + 1
-            entry.in_progress[delivery.delivery_id] = delivery
-            released.append(delivery)
+            self._release(entry, delivery, released)
             return
         entry.queued.setdefault(step, deque()).append(delivery)
         entry.stream.append(
@@ -282,10 +395,13 @@ class MemoryStore:
         entry.running[step] = max(0, entry.running.get(step, 0) - 1)
         queue = entry.queued.get(step)
         if queue:
-            delivery = queue.popleft()
             entry.running[step] += 1
-            entry.in_progress[delivery.delivery_id] = delivery
-            released.append(delivery)
+            self._release(entry, queue.popleft(), released)
+
+    def _release(self, entry: _Run, delivery: Delivery, released: list[Delivery]) -> None:
+        entry.in_progress[delivery.delivery_id] = delivery
+        entry.deadlines[delivery.delivery_id] = time.monotonic() + self.policy.dispatch_grace_s
+        released.append(delivery)
 
     def collect(
         self,

@@ -20,11 +20,17 @@ which touch many of them at once, also work on Redis Cluster::
     stalkflow:{<run_id>}:consumed   set: "<buffer>\\0<delivery id>" of events handed out
     stalkflow:{<run_id>}:stream     stream: the run's events, ids 0-1, 0-2 ...
     stalkflow:{<run_id>}:done       stream: one entry once the run has finished
+    stalkflow:{<run_id>}:leases     zset: in-flight delivery id -> when it is presumed lost (ms)
+    stalkflow:{<run_id>}:claims     hash: delivery id -> token of the execution holding it
+    stalkflow:{<run_id>}:begins     hash: delivery id -> executions started
+    stalkflow:{<run_id>}:outbox     hash: committed delivery id -> ids its commit released
+    stalkflow:{<run_id>}:sched      set: retries kept here until their delay has passed
     stalkflow:{<key>}:state         hash: v (version), b (blob); a run's state has key = run id
     stalkflow:{<key>}:lock          string: the edit lock's token, with its lease as TTL
     stalkflow:{<key>}:lockq         list: wakes one lock waiter when the lock is released
     stalkflow:{_index}:runs         zset: run ids by creation order, for listings
     stalkflow:{_index}:seq          counter behind that order
+    stalkflow:{_index}:active       zset: running run ids -> when a sweep should look at it (ms)
 """
 
 from __future__ import annotations
@@ -48,6 +54,11 @@ RUN_KEY_KINDS: tuple[str, ...] = (
     "stream",
     "done",
     "state",
+    "leases",
+    "claims",
+    "begins",
+    "outbox",
+    "sched",
 )
 
 
@@ -120,6 +131,10 @@ class KeySpace:
     @property
     def index_seq(self) -> str:
         return f"{self.prefix}{{_index}}:seq"
+
+    @property
+    def active(self) -> str:
+        return f"{self.prefix}{{_index}}:active"
 
 
 def lua_key_table() -> str:

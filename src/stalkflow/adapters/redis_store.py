@@ -18,6 +18,13 @@ properties of its own:
   pickle is never used. A worker passes the strict codec of its workflow
   registry, so that only registered event types are ever decoded; the default,
   :meth:`EventCodec.permissive`, is meant for tests and clients without a registry;
+- every in-flight delivery has a deadline (``DeliveryPolicy``): ``begin``
+  claims a delivery for one execution under a lease its executor renews
+  (``heartbeat``); ``sweep`` hands out again whatever missed its deadline (a
+  dead worker's claim, a message that never arrived, a retry kept here until
+  due). Running runs are listed in an index of their own (``{_index}:active``,
+  outside the runs' hash slots, so it is updated by separate calls) scored by
+  when a sweep should next look at them: at least once a lease;
 - redis-py errors surface as :class:`~stalkflow.errors.StoreUnavailableError`
   (connection, timeout) or :class:`~stalkflow.errors.BackendError`, and the
   password of the URL never appears in a message.
@@ -28,6 +35,8 @@ Example:
 
 from __future__ import annotations
 
+import json
+import secrets
 import time
 from collections.abc import Sequence
 from typing import Any, cast
@@ -45,6 +54,8 @@ from stalkflow.ports import (
     BeginStatus,
     Commit,
     CommitResult,
+    DeliveryPolicy,
+    Recovered,
     RunSeed,
     RunSnapshot,
     SaveStatus,
@@ -70,9 +81,10 @@ class RedisStore:
         prefix: str = "stalkflow",
         codec: EventCodec | None = None,
         finished_ttl_s: float = DEFAULT_FINISHED_TTL_S,
+        policy: DeliveryPolicy | None = None,
     ) -> None:
         self._keys = KeySpace(prefix)
-        self._wire = RedisWire(codec or EventCodec.permissive(), finished_ttl_s)
+        self._wire = RedisWire(codec or EventCodec.permissive(), finished_ttl_s, policy)
         self._errors = ErrorTranslator(url)
         self._clients = RedisClients(url)
 
@@ -84,13 +96,19 @@ class RedisStore:
         prefix: str = "stalkflow",
         codec: EventCodec | None = None,
         finished_ttl_s: float = DEFAULT_FINISHED_TTL_S,
+        policy: DeliveryPolicy | None = None,
     ) -> RedisStore:
         """A store on the Redis at ``url``, writing only keys that start with ``prefix``.
 
         Nothing connects until the first call. ``codec`` defaults to
         :meth:`EventCodec.permissive`; workers pass their registry's strict codec.
+        ``policy`` sets leases, the dispatch grace and the start limit of deliveries.
         """
-        return cls(url, prefix=prefix, codec=codec, finished_ttl_s=finished_ttl_s)
+        return cls(url, prefix=prefix, codec=codec, finished_ttl_s=finished_ttl_s, policy=policy)
+
+    @property
+    def policy(self) -> DeliveryPolicy:
+        return self._wire.policy
 
     @property
     def url(self) -> str:
@@ -115,13 +133,19 @@ class RedisStore:
         keys = self._keys.run(run.run_id)
         spec = self._wire.create_spec(run, seed)
         with self._errors():
+            # The indexes are outside the run's hash slot, so they are written apart,
+            # first: a run missing from them would never be swept; an index entry
+            # whose run was never created is dropped by the next listing or sweep.
+            await self._script(
+                "index_add",
+                [self._keys.index, self._keys.index_seq, self._keys.active],
+                [run.run_id, self._wire.lease_ms],
+            )
             reply = as_list(await self._script("create_run", keys.all(), [spec]))
             if reply[0] == "exists":
                 raise RunExistsError(
                     f"Workflow run with run_id '{run.run_id}' already exists.", run_id=run.run_id
                 )
-            # listings only: the index is outside the run's hash slot
-            await self._script("index_add", [self._keys.index, self._keys.index_seq], [run.run_id])
         return self._wire.released(reply[1], seed.deliveries)
 
     async def get_run(self, run_id: str) -> RunRecord | None:
@@ -188,32 +212,90 @@ class RedisStore:
 
     # --- execution ------------------------------------------------------------------
 
-    async def begin(self, delivery: Delivery) -> Begin:
+    async def begin(
+        self, delivery: Delivery, token: str | None = None, take_over: str | None = None
+    ) -> Begin:
         keys = self._keys.run(delivery.run_id)
+        policy = self._wire.policy
+        args = [
+            delivery.delivery_id,
+            token or secrets.token_hex(8),
+            self._wire.lease_ms,
+            max(0, policy.max_deliveries),
+            take_over or "",
+        ]
         with self._errors():
-            reply = as_list(await self._script("begin", keys.all(), [delivery.delivery_id]))
-        if reply[0] == "missing":
-            return Begin(BeginStatus.MISSING)
-        record = self._wire.record(reply[1:5])
-        if record.finished:
-            return Begin(BeginStatus.FINISHED, record)
-        if int(reply[5]):
-            return Begin(BeginStatus.DUPLICATE, record)
-        if is_past_deadline(record, time.time()):
-            return Begin(BeginStatus.EXPIRED, record)
-        return Begin(BeginStatus.RUN, record)
+            reply = await self._script("begin", keys.all(), args)
+        begin = self._wire.begin(reply)
+        if (
+            begin.status is BeginStatus.RUN
+            and begin.run is not None
+            and is_past_deadline(begin.run, time.time())
+        ):
+            return Begin(BeginStatus.EXPIRED, begin.run)
+        return begin
+
+    async def heartbeat(self, run_id: str, delivery_id: str, token: str) -> bool:
+        args = [delivery_id, token, self._wire.lease_ms]
+        with self._errors():
+            return bool(await self._script("heartbeat", self._keys.run(run_id).all(), args))
 
     async def commit(self, run_id: str, commit: Commit) -> CommitResult:
         spec = self._wire.commit_spec(commit)
         with self._errors():
             reply = await self._script("commit", self._keys.run(run_id).all(), [spec])
+            if commit.retry is not None and commit.retry_in_store:
+                # due before the sweeps would look at the run again, perhaps
+                await self._mark_active(run_id, commit.retry_delay_s)
         known = [*commit.routed, *(d for _, d in commit.resolved)]
         return self._wire.commit_result(reply, known)
 
     async def expire_waiter(self, run_id: str, waiter_id: str) -> CommitResult:
+        args = [waiter_id, self._wire.grace_ms]
         with self._errors():
-            reply = await self._script("expire_waiter", self._keys.run(run_id).all(), [waiter_id])
+            reply = await self._script("expire_waiter", self._keys.run(run_id).all(), args)
         return self._wire.commit_result(reply)
+
+    async def sweep(self, limit: int = 100, workflows: Sequence[str] = ()) -> Sequence[Recovered]:
+        """Deliveries past their deadline, from the runs due for a look (see the module doc).
+
+        ``workflows`` restricts the sweep to runs of those workflows (a worker
+        sweeps only what it can execute); empty: every run.
+        """
+        served = json.dumps(list(workflows))
+        recovered: list[Recovered] = []
+        with self._errors():
+            clients = await self._clients.for_loop()
+            run_ids = await clients.scripts["due_runs"](
+                keys=[self._keys.active], args=[limit, self._wire.lease_ms]
+            )
+            for run_id in cast(list[str], run_ids):
+                args = [limit, self._wire.grace_ms, self._wire.lease_ms, served]
+                reply = as_list(await self._script("sweep_run", self._keys.run(run_id).all(), args))
+                if reply[0] == "gone":
+                    await clients.quick.zrem(self._keys.active, run_id)
+                    continue
+                await clients.quick.zadd(self._keys.active, {run_id: int(reply[1])}, xx=True)
+                if reply[0] == "ok":
+                    recovered.extend(self._wire.swept(run_id, reply[2]))
+        return recovered
+
+    async def redispatch_soon(
+        self, run_id: str, delivery_ids: Sequence[str], delay_s: float = 0.0
+    ) -> None:
+        if not delivery_ids:
+            return
+        delay_ms = max(0, round(delay_s * 1000))
+        keys = self._keys.run(run_id).all()
+        with self._errors():
+            await self._script("redispatch_soon", keys, [delay_ms, *delivery_ids])
+            await self._mark_active(run_id, delay_s)
+
+    async def _mark_active(self, run_id: str, in_s: float) -> None:
+        clients = await self._clients.for_loop()
+        await clients.scripts["mark_active"](
+            keys=[self._keys.active], args=[run_id, max(0, round(in_s * 1000))]
+        )
 
     def collect(
         self,

@@ -2,10 +2,12 @@
 
 ``get_workflow_representation(workflow)`` returns a :class:`WorkflowGraph`
 (pydantic model) of steps, events, resources and their connections;
-``to_mermaid(graph)`` renders it as a Mermaid flowchart.
+``to_mermaid(graph)`` renders it as a Mermaid flowchart, and ``to_html(mermaid)``
+wraps that text in a self-contained HTML page (``stalkflow draw --format html``).
 """
 
 from stalkflow.representation.build import get_workflow_representation, to_mermaid
+from stalkflow.representation.html import to_html
 from stalkflow.representation.types import (
     WorkflowEventNode,
     WorkflowExternalNode,
@@ -31,5 +33,6 @@ __all__ = [
     "WorkflowResourceNode",
     "WorkflowStepNode",
     "get_workflow_representation",
+    "to_html",
     "to_mermaid",
 ]

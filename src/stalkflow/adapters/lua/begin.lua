@@ -1,7 +1,61 @@
--- Read what begin() decides on, in one step. ARGV[1]: the delivery id.
+-- Decide whether a delivery runs now, and claim it for the caller.
+-- ARGV: delivery id, token, lease (ms), max deliveries (0: no limit), the token
+-- of a holder the caller knows to be dead ('' if none).
+-- Returns {status, record, status, updated_at, outcome, token, begins, redispatch}:
+-- missing | finished | duplicate (redispatch: what its commit released that never
+-- started, as {id, json} pairs) | busy (another execution's claim is live) |
+-- exhausted (started max deliveries times) | run (token: the claim; '' when the
+-- delivery was not released here, so nothing is claimed). A busy reply's token
+-- is the holder's.
 local run = redis.call('HMGET', K.run, 'record', 'status', 'updated_at', 'outcome')
 if not run[1] then
   return {'missing'}
 end
-return {'found', run[1], run[2], run[3], run[4] or '',
-  redis.call('SISMEMBER', K.committed, ARGV[1])}
+local function reply(status, token, begins, redispatch)
+  return {status, run[1], run[2], run[3], run[4] or '', token or '', begins or 0,
+    redispatch or {}}
+end
+if run[2] ~= 'running' then
+  return reply('finished')
+end
+local id, token = ARGV[1], ARGV[2]
+if redis.call('SISMEMBER', K.committed, id) == 1 then
+  local again = {}
+  local raw = redis.call('HGET', K.outbox, id)
+  if raw then
+    for _, child in ipairs(cjson.decode(raw)) do
+      if redis.call('HEXISTS', K.claims, child) == 0
+          and redis.call('SISMEMBER', K.sched, child) == 0 then
+        local json = redis.call('HGET', K.inprog, child)
+        if json then
+          again[#again + 1] = {child, json}
+        end
+      end
+    end
+  end
+  return reply('duplicate', '', 0, again)
+end
+if redis.call('HEXISTS', K.inprog, id) == 0 then
+  return reply('run')
+end
+local now = now_ms()
+local holder = redis.call('HGET', K.claims, id)
+if holder and holder ~= token and holder ~= ARGV[5] then
+  if tonumber(redis.call('ZSCORE', K.leases, id) or '0') > now then
+    return reply('busy', holder)
+  end
+end
+local begins
+if holder == token then
+  begins = tonumber(redis.call('HGET', K.begins, id) or '1')
+else
+  begins = redis.call('HINCRBY', K.begins, id, 1)
+end
+local limit = tonumber(ARGV[4])
+if limit > 0 and begins > limit then
+  return reply('exhausted', '', begins)
+end
+redis.call('HSET', K.claims, id, token)
+redis.call('ZADD', K.leases, now + tonumber(ARGV[3]), id)
+redis.call('SREM', K.sched, id)
+return reply('run', token, begins)

@@ -9,6 +9,7 @@ for kind, key in pairs(K) do
   end
 end
 local spec = cjson.decode(ARGV[1])
+POLICY.grace = tonumber(spec.grace_ms)
 redis.call('HSET', K.run, 'record', spec.record, 'workflow', spec.workflow,
   'status', 'running', 'updated_at', spec.updated_at, 'hitl', spec.hitl,
   'seq', 0, 'qseq', 0, 'wseq', 0)

@@ -1,4 +1,6 @@
--- Time a waiter out: remove it and admit its step's re-run. ARGV[1]: the waiter id.
+-- Time a waiter out: remove it and admit its step's re-run.
+-- ARGV: the waiter id, the dispatch grace (ms).
+POLICY.grace = tonumber(ARGV[2])
 if redis.call('EXISTS', K.run) == 0 then
   return {'missing'}
 end

@@ -5,6 +5,29 @@
 -- A delivery travels as {id=, step=, json=, enq=}: its id and step for the
 -- bookkeeping, its encoded form (opaque here), and the encoded StepStateChanged
 -- that the stream gets if it has to queue.
+--
+-- Every in-flight delivery has a deadline in K.leases (ms, the server's clock):
+-- released, it must be started within the dispatch grace; started, its claim
+-- must be renewed within the lease; a retry kept here (K.sched) is due at its
+-- deadline. Past it, the sweep (sweep_run.lua) hands the delivery out again.
+
+-- what the calling script's spec says (the store's DeliveryPolicy)
+local POLICY = {grace = 300000}
+
+local NOW = nil
+local function now_ms()
+  if not NOW then
+    local t = redis.call('TIME')
+    NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return NOW
+end
+
+local function release(id, json, released)
+  redis.call('HSET', K.inprog, id, json)
+  redis.call('ZADD', K.leases, now_ms() + POLICY.grace, id)
+  released[#released + 1] = {id, json}
+end
 
 local function stream_append(json)
   -- ids 0-1, 0-2 ... ; the sequence a reader sees is the id's second part minus one
@@ -17,8 +40,7 @@ local function admit(d, released)
   local busy = tonumber(redis.call('HGET', K.running, d.step) or '0')
   if busy < cap then
     redis.call('HSET', K.running, d.step, busy + 1)
-    redis.call('HSET', K.inprog, d.id, d.json)
-    released[#released + 1] = {d.id, d.json}
+    release(d.id, d.json, released)
     return
   end
   -- FIFO per step: members sort by step, then by arrival
@@ -38,8 +60,7 @@ local function free_slot(step, released)
     local json = redis.call('HGET', K.queued, head)
     redis.call('ZREM', K.queue, head)
     redis.call('HDEL', K.queued, head)
-    redis.call('HSET', K.inprog, id, json)
-    released[#released + 1] = {id, json}
+    release(id, json, released)
     busy = busy + 1
   end
   redis.call('HSET', K.running, step, busy)
@@ -66,7 +87,8 @@ local function finish(f)
   if f.terminal then
     stream_append(f.terminal)
   end
-  redis.call('DEL', K.buffers, K.collected, K.consumed, K.waiters, K.worder, K.wtimeouts)
+  redis.call('DEL', K.buffers, K.collected, K.consumed, K.waiters, K.worder, K.wtimeouts,
+    K.leases, K.claims, K.begins, K.outbox, K.sched)
   redis.call('XADD', K.done, '*', 'status', f.status)
   for _, key in ipairs(KEYS) do
     redis.call('PEXPIRE', key, f.ttl_ms)

@@ -1,0 +1,148 @@
+"""1. Step hop latency: one step re-emits an event to itself N times, then stops.
+
+- embedded: stalkflow's embedded engine vs llama-index-workflows, in this process;
+- distributed: one stalkflow worker process (``--pool=solo``; Redis broker, Redis
+  store) vs a raw Celery task that re-enqueues itself N times on the same broker
+  with the same settings, on one worker process with the same pool.
+
+Figures are microseconds per hop: the run's wall-clock time from ``run()`` to its
+result (to the last hop's signal for raw Celery) divided by N.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+
+from benchmarks import flows, raw_celery
+from benchmarks._bench import SOLO_ARGS, Bench, alternate, timed
+from benchmarks._cluster import Worker
+from benchmarks._report import fmt, stats
+from stalkflow.engine import Engine
+from stalkflow.handler import WorkflowHandler
+
+NAME = "hop"
+TITLE = "Step hop latency (one step re-emitting an event to itself)"
+
+EMBEDDED_HOPS = 2000
+
+
+async def embedded_hop_us(hops: int) -> float:
+    workflow = flows.HopFlow(timeout=None, engine=Engine.embedded())
+    elapsed, result = await timed(lambda: workflow.run(hops=hops))
+    assert result == "done", result
+    return elapsed / hops * 1e6
+
+
+async def upstream_hop_us(hops: int) -> float:
+    workflow = flows.upstream_flows().HopFlow(timeout=None)
+    elapsed, result = await timed(lambda: workflow.run(hops=hops))
+    assert result == "done", result
+    return elapsed / hops * 1e6
+
+
+async def distributed_hop_us(bench: Bench, hops: int) -> float:
+    workflow = flows.HopFlow(timeout=600, engine=bench.engine)
+    handlers = []
+
+    def start() -> WorkflowHandler:
+        handlers.append(workflow.run(hops=hops))
+        return handlers[-1]
+
+    elapsed, result = await timed(start)
+    assert result == "done", result
+    bench.finished_runs.setdefault(f"HopFlow, {hops} hops", []).append(handlers[0].run_id)
+    return elapsed / hops * 1e6
+
+
+async def raw_hop_us(bench: Bench, hops: int) -> float:
+    done_key = f"bench:{bench.session.id}:raw:{uuid.uuid4().hex}"
+
+    async def run() -> object:
+        bench.raw_app.send_task(raw_celery.HOP_TASK, args=[hops, done_key])
+        return bench.store.blpop([done_key], timeout=600)
+
+    elapsed, reply = await timed(run)
+    assert reply is not None, "the raw Celery chain did not finish"
+    return elapsed / hops * 1e6
+
+
+def hop_workers(bench: Bench) -> tuple[Worker, Worker]:
+    """One stalkflow worker and one raw Celery worker, each one ``--pool=solo`` process."""
+    ours, raw = bench.use_workers(
+        {"sf-solo": bench.stalkflow_worker(SOLO_ARGS), "raw-solo": bench.raw_worker(SOLO_ARGS)}
+    )
+    return ours, raw
+
+
+def with_cpu(
+    worker: Worker, hops: int, cpu_us: list[float], run: Callable[[], Awaitable[float]]
+) -> Callable[[], Awaitable[float]]:
+    """``run``, also recording the worker's CPU microseconds per hop into ``cpu_us``."""
+
+    async def measured() -> float:
+        before = worker.cpu_s()
+        hop_us = await run()
+        cpu_us.append((worker.cpu_s() - before) / hops * 1e6)
+        return hop_us
+
+    return measured
+
+
+async def run(bench: Bench) -> None:
+    report = bench.report
+    report.section(NAME, TITLE)
+
+    reps = bench.pick(7, 3)
+    report.note(f"embedded: {EMBEDDED_HOPS} hops per run, {reps} runs each, interleaved")
+    await embedded_hop_us(100)  # warm-up: imports, pydantic and validation caches
+    await upstream_hop_us(100)
+    samples = await alternate(
+        {
+            "stalkflow": lambda: embedded_hop_us(EMBEDDED_HOPS),
+            "upstream": lambda: upstream_hop_us(EMBEDDED_HOPS),
+        },
+        reps,
+    )
+    ours = report.add(NAME, stats("stalkflow embedded", "µs/hop", samples["stalkflow"]))
+    theirs = report.add(
+        NAME, stats("llama-index-workflows in process", "µs/hop", samples["upstream"])
+    )
+    ratio = report.ratio(NAME, "embedded / upstream", ours, theirs)
+    report.target(
+        NAME,
+        "embedded hop <= 0.5x llama-index-workflows",
+        ratio <= 0.5,
+        f"{fmt(ours.median)} vs {fmt(theirs.median)} µs/hop = {ratio:.2f}x",
+    )
+
+    hops = bench.pick(2000, 500)
+    reps = bench.pick(5, 2)
+    report.note(
+        f"distributed: {hops} hops per run, {reps} runs each, one worker process each "
+        "(--pool=solo), Redis broker + Redis store"
+    )
+    our_worker, raw_worker = hop_workers(bench)
+    await distributed_hop_us(bench, 20)  # warm-up: connections, scripts, task registry
+    await raw_hop_us(bench, 20)
+    cpu: dict[str, list[float]] = {"stalkflow": [], "raw": []}
+    samples = await alternate(
+        {
+            "stalkflow": with_cpu(
+                our_worker, hops, cpu["stalkflow"], lambda: distributed_hop_us(bench, hops)
+            ),
+            "raw": with_cpu(raw_worker, hops, cpu["raw"], lambda: raw_hop_us(bench, hops)),
+        },
+        reps,
+    )
+    ours = report.add(NAME, stats("stalkflow, 1 worker process", "µs/hop", samples["stalkflow"]))
+    theirs = report.add(NAME, stats("raw Celery self-re-enqueue", "µs/hop", samples["raw"]))
+    report.add(NAME, stats("stalkflow worker CPU", "µs/hop", cpu["stalkflow"]))
+    report.add(NAME, stats("raw Celery worker CPU", "µs/hop", cpu["raw"]))
+    ratio = report.ratio(NAME, "distributed / raw Celery", ours, theirs)
+    report.target(
+        NAME,
+        "distributed hop <= 1.5x raw Celery hop",
+        ratio <= 1.5,
+        f"{fmt(ours.median)} vs {fmt(theirs.median)} µs/hop = {ratio:.2f}x",
+    )
