@@ -35,7 +35,7 @@ async def upstream_events_per_s(count: int) -> float:
     return count / elapsed
 
 
-async def distributed_events_per_s(bench: Bench, count: int) -> float:
+async def distributed_events_per_s(bench: Bench, count: int, *, record: bool = True) -> float:
     workflow = flows.FanOutFlow(timeout=900, engine=bench.engine)
     handlers: list[WorkflowHandler] = []
 
@@ -45,7 +45,9 @@ async def distributed_events_per_s(bench: Bench, count: int) -> float:
 
     elapsed, result = await timed(start)
     assert result == count, result
-    bench.finished_runs.setdefault(f"FanOutFlow, {count} events", []).append(handlers[0].run_id)
+    if record:
+        label = f"FanOutFlow, {count} events"
+        bench.finished_runs.setdefault(label, []).append(handlers[0].run_id)
     return count / elapsed
 
 
@@ -81,10 +83,11 @@ async def run(bench: Bench) -> None:
         bench.use_workers(
             {f"sf-threads-{i}": bench.stalkflow_worker(THREADS_ARGS) for i in range(processes)}
         )
-        await distributed_events_per_s(bench, 50)
+        await distributed_events_per_s(bench, 50, record=False)
         samples_d = [await distributed_events_per_s(bench, COUNT) for _ in range(reps)]
+        plural = "process" if processes == 1 else "processes"
         by_workers[processes] = report.add(
-            NAME, stats(f"stalkflow, {processes} worker process(es)", "events/s", samples_d)
+            NAME, stats(f"stalkflow, {processes} worker {plural}", "events/s", samples_d)
         )
     report.ratio(NAME, "1 worker / upstream", by_workers[1], upstream)
     ratio = report.ratio(NAME, "2 workers / upstream", by_workers[2], upstream)

@@ -320,7 +320,7 @@ async def main_async(targets: list[str], hops: int, out: Path, top: int) -> None
                 results[target] = await profile_embedded(out, target, top)
             elif target == "distributed-hop":
                 (worker,) = bench.use_workers({"sf-solo": bench.stalkflow_worker(SOLO_ARGS)})
-                await distributed_hop_us(bench, 50)
+                await distributed_hop_us(bench, 50, record=False)
                 results[target] = await profile_process(
                     worker.pid,
                     out,
@@ -341,7 +341,7 @@ async def main_async(targets: list[str], hops: int, out: Path, top: int) -> None
                 (worker,) = bench.use_workers(
                     {"sf-threads-0": bench.stalkflow_worker(THREADS_ARGS)}
                 )
-                await distributed_events_per_s(bench, 50)
+                await distributed_events_per_s(bench, 50, record=False)
                 results[target] = await profile_process(
                     worker.pid,
                     out,

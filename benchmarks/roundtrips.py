@@ -44,7 +44,7 @@ async def run(bench: Bench) -> None:
     reps = bench.pick(2, 1)
     report.note(f"{hops} hops per run, {reps} counted run(s) each; per hop:")
     hop_workers(bench)
-    await distributed_hop_us(bench, 20)
+    await distributed_hop_us(bench, 20, record=False)
     await raw_hop_us(bench, 20)
 
     results: dict[str, list[CommandCounter]] = {"stalkflow": [], "raw": []}

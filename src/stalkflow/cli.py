@@ -76,6 +76,10 @@ def main() -> None:
 
     Embedded by default; distributed when STALKFLOW_REDIS_URL (or --redis-url) is set.
     """
+    # Modules named on the command line (-m, -w, module:Workflow) are found from
+    # the working directory, as ``celery -A`` and ``python -m`` find them.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
 
 
 def _engine_options(func: F) -> F:

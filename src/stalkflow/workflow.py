@@ -13,6 +13,7 @@ from stalkflow.context.snapshot import seed_deliveries
 from stalkflow.context.state_store import infer_state_type
 from stalkflow.core.deliveries import Delivery
 from stalkflow.core.ids import new_delivery_id, new_run_id
+from stalkflow.core.names import qualified_name
 from stalkflow.core.routing import RoutingTable
 from stalkflow.decorators import StepConfig, WorkflowGraphCheck, step_config
 from stalkflow.errors import (
@@ -161,8 +162,7 @@ class Workflow(metaclass=_WorkflowMeta):
     def workflow_name(self) -> str:
         if self._workflow_name:
             return self._workflow_name
-        cls = type(self)
-        return f"{cls.__module__}.{cls.__qualname__}"
+        return qualified_name(type(self))
 
     @property
     def start_event_class(self) -> type[StartEvent]:
@@ -248,7 +248,7 @@ class Workflow(metaclass=_WorkflowMeta):
             accepted = {name: config.accepted_events for name, config in configs.items() if config}
             types: dict[str, type[Event]] = {}
             for kind in [*_BUILTIN_EVENTS, *self.events]:
-                types[f"{kind.__module__}.{kind.__qualname__}"] = kind
+                types[qualified_name(kind)] = kind
             handlers = {}
             for name, config in configs.items():
                 if config is not None and config.role == "step":

@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 from stalkflow import Context, Workflow, step
 from stalkflow.decorators import catch_error
 from stalkflow.events import Event, StartEvent, StepFailedEvent, StopEvent
-from stalkflow.retry_policy import ConstantDelayRetryPolicy
+from stalkflow.retry_policy import retry_policy, stop_after_attempt, wait_fixed
 
 #: The queue of ``Parked``'s step: no worker consumes it until a test says so.
 PARKED_QUEUE = os.environ.get("STALKFLOW_FAULTS_PARKED_QUEUE", "stalkflow-faults-parked")
@@ -282,7 +282,7 @@ class FlakyError(Exception):
 class Doomed(Workflow):
     """A step that always raises, after three attempts."""
 
-    @step(retry_policy=ConstantDelayRetryPolicy(maximum_attempts=3, delay=0.2))
+    @step(retry_policy=retry_policy(wait=wait_fixed(0.2), stop=stop_after_attempt(3)))
     async def fail(self, ctx: Context, ev: StartEvent) -> StopEvent:
         record(ctx, "attempts", ctx.retry_info().retry_number)
         raise FlakyError(f"boom in run {ctx.run_id}")
@@ -291,7 +291,7 @@ class Doomed(Workflow):
 class Rescued(Workflow):
     """The same failing step, with a ``@catch_error`` handler that ends the run."""
 
-    @step(retry_policy=ConstantDelayRetryPolicy(maximum_attempts=2, delay=0.2))
+    @step(retry_policy=retry_policy(wait=wait_fixed(0.2), stop=stop_after_attempt(2)))
     async def fail(self, ctx: Context, ev: StartEvent) -> StopEvent:
         record(ctx, "attempts", 0)
         raise FlakyError("boom")
@@ -315,7 +315,7 @@ class SlowStart(StartEvent):
 class Slow(Workflow):
     """A step past its soft time limit, retried once, then failing the run."""
 
-    @step(soft_time_limit=1.0, retry_policy=ConstantDelayRetryPolicy(maximum_attempts=2, delay=0.1))
+    @step(soft_time_limit=1.0, retry_policy=retry_policy(wait=wait_fixed(0.1), stop=stop_after_attempt(2)))
     async def crawl(self, ctx: Context, ev: SlowStart) -> StopEvent:
         record(ctx, "attempts", 0)
         await asyncio.sleep(ev.sleep_s)
@@ -352,7 +352,7 @@ class Suicidal(Workflow):
 class Patient(Workflow):
     """A step that fails once and is retried after a delay longer than the visibility timeout."""
 
-    @step(retry_policy=ConstantDelayRetryPolicy(maximum_attempts=3, delay=6.0))
+    @step(retry_policy=retry_policy(wait=wait_fixed(6.0), stop=stop_after_attempt(3)))
     async def wait_then_work(self, ctx: Context, ev: StartEvent) -> StopEvent:
         import time
 

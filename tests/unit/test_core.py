@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -122,3 +125,26 @@ def test_timeout_message_names_active_steps() -> None:
         "Operation timed out after 1.0 seconds. Currently active steps: a, b"
     )
     assert timeout_message(2.0, []) == "Operation timed out after 2.0 seconds. No steps active"
+
+
+def test_classes_of_a_script_are_named_after_the_module_workers_import(tmp_path: Path) -> None:
+    # ``python examples/flow.py`` must name its workflow as ``-w examples.flow`` does
+    package = tmp_path / "examples"
+    package.mkdir()
+    (package / "flow.py").write_text(
+        "from stalkflow import Workflow, step\n"
+        "from stalkflow.events import StartEvent, StopEvent\n"
+        "class Flow(Workflow):\n"
+        "    @step\n"
+        "    async def only(self, ev: StartEvent) -> StopEvent:\n"
+        "        return StopEvent()\n"
+        "print(Flow().workflow_name)\n"
+    )
+    by_path = subprocess.run(
+        [sys.executable, "examples/flow.py"], cwd=tmp_path, capture_output=True, text=True
+    )
+    by_module = subprocess.run(
+        [sys.executable, "-m", "examples.flow"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert by_path.stdout.strip() == "examples.flow.Flow", by_path.stderr
+    assert by_module.stdout.strip() == "examples.flow.Flow", by_module.stderr

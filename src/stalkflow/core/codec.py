@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from stalkflow.core.deliveries import Delivery, ErrorInfo, Waiter
+from stalkflow.core.names import qualified_name
 from stalkflow.core.runs import RunRecord, RunStatus
 from stalkflow.errors import EventCodecError
 from stalkflow.events import (
@@ -57,8 +58,8 @@ _HUMAN_INPUT_BASES: tuple[type[Event], ...] = (HumanResponseEvent, InputRequired
 
 
 def type_name(cls: type[Any]) -> str:
-    """The name a class travels under: ``"module.QualName"``."""
-    return f"{cls.__module__}.{cls.__qualname__}"
+    """The name a class travels under: ``"module.QualName"`` (see ``core.names``)."""
+    return qualified_name(cls)
 
 
 def _framework_events() -> dict[str, type[Event]]:

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from stalkflow.core.deliveries import Waiter
+from stalkflow.core.names import qualified_name
 from stalkflow.errors import WorkflowRuntimeError
 from stalkflow.events import Event, InputRequiredEvent
 
@@ -30,8 +31,8 @@ class Route:
 
 
 def type_key(kind: type[Any]) -> str:
-    """The name an event type is routed by: ``module.QualName``."""
-    return f"{kind.__module__}.{kind.__qualname__}"
+    """The name an event type is routed by: ``module.QualName`` (see ``core.names``)."""
+    return qualified_name(kind)
 
 
 class RoutingTable:
