@@ -6,6 +6,8 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from pydantic import BaseModel
+
 from stalkflow.core.routing import RoutingTable
 from stalkflow.decorators import StepConfig
 from stalkflow.events import Event, StartEvent, StopEvent
@@ -15,6 +17,7 @@ from stalkflow.events import Event, StartEvent, StopEvent
 class Plan:
     """Everything an executor needs to run any delivery of one workflow."""
 
+    version: int
     name: str
     steps: Mapping[str, Callable[..., Any]]
     configs: Mapping[str, StepConfig]
@@ -24,6 +27,7 @@ class Plan:
     catch_handlers: Mapping[str, str]
     hitl: bool
     event_types: Mapping[str, type[Event]]
+    state_type: type[BaseModel]
 
     @property
     def caps(self) -> dict[str, int]:

@@ -140,13 +140,22 @@ class Workflow(metaclass=_WorkflowMeta):
         cls._step_functions[name] = func
 
     def _get_steps(self) -> dict[str, Any]:
-        """Step name to callable: bound methods, plus this class's free functions."""
+        """Step name to callable: bound methods, plus this class's free functions.
+
+        Cached per instance; ``add_step`` (the only way steps change after the
+        class is built) invalidates it.
+        """
+        version = len(type(self)._step_functions)
+        cached = self.__dict__.get("_steps_cache")
+        if cached is not None and cached[0] == version:
+            return dict(cached[1])
         steps: dict[str, Any] = {}
         for name, member in inspect.getmembers(type(self), inspect.isfunction):
             if step_config(member) is not None:
                 steps[name] = getattr(self, name)
         steps.update(type(self)._step_functions)
-        return steps
+        self.__dict__["_steps_cache"] = (version, steps)
+        return dict(steps)
 
     def step_configs(self) -> dict[str, StepConfig]:
         configs = {}
@@ -240,7 +249,7 @@ class Workflow(metaclass=_WorkflowMeta):
     def _plan(self) -> Plan:
         """The compiled workflow (built once per instance, rebuilt after ``add_step``)."""
         plan = self._cached_plan
-        if plan is not None and set(plan.steps) == set(self._get_steps()):
+        if plan is not None and plan.version == len(type(self)._step_functions):
             return plan
         with self._plan_lock:
             steps = self._get_steps()
@@ -256,6 +265,7 @@ class Workflow(metaclass=_WorkflowMeta):
                     if handler is not None:
                         handlers[name] = handler
             plan = Plan(
+                version=len(type(self)._step_functions),
                 name=self.workflow_name,
                 steps=steps,
                 configs=configs,  # type: ignore[arg-type]
@@ -265,6 +275,7 @@ class Workflow(metaclass=_WorkflowMeta):
                 catch_handlers=handlers,
                 hitl=_uses_human_input(configs.values()),
                 event_types=types,
+                state_type=infer_state_type(self),
             )
             self._cached_plan = plan
             return plan

@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from stalkflow.context import snapshot as snapshots
 from stalkflow.context.serializers import BaseSerializer, JsonSerializer
 from stalkflow.context.state_codec import StateCodec
-from stalkflow.context.state_store import InMemoryStateStore, StateStore, infer_state_type
+from stalkflow.context.state_store import InMemoryStateStore, StateStore
 from stalkflow.context.step_scope import StepScope, WaitingForEvent, current_context
 from stalkflow.core.deliveries import Waiter
 from stalkflow.core.runs import RunRecord
@@ -100,7 +100,7 @@ class Context(Generic[MODEL_T]):
     # --- state ------------------------------------------------------------------------
 
     def _codec(self) -> StateCodec[Any]:
-        return StateCodec(infer_state_type(self._workflow), self._serializer)
+        return StateCodec(self._workflow._plan().state_type, self._serializer)
 
     @property
     def store(self) -> StateStore[MODEL_T]:
