@@ -110,6 +110,31 @@ class Bench:
                 raise
         return [self._workers[name] for name in wanted]
 
+    def redis_cpu_s(self) -> float:
+        """CPU seconds the Redis server has used (server-wide: other clients' work too)."""
+        info = self.store.info("cpu")
+        return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+    def cpu_meter(
+        self,
+        workers: Sequence[_cluster.Worker],
+        units: int,
+        sink: dict[str, list[float]],
+        run: Callable[[], Awaitable[T]],
+    ) -> Callable[[], Awaitable[T]]:
+        """``run``, also recording CPU µs per unit: ``sink["workers"]``, ``sink["redis"]``."""
+
+        async def measured() -> T:
+            workers_before = sum(worker.cpu_s() for worker in workers)
+            redis_before = self.redis_cpu_s()
+            result = await run()
+            workers_used = sum(worker.cpu_s() for worker in workers) - workers_before
+            sink.setdefault("workers", []).append(workers_used / units * 1e6)
+            sink.setdefault("redis", []).append((self.redis_cpu_s() - redis_before) / units * 1e6)
+            return result
+
+        return measured
+
     def purge_queues(self) -> None:
         """Drop messages left in this session's queues (e.g. waiter timers of finished runs)."""
         self.session.cleanup_queues()

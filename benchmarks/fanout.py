@@ -80,15 +80,21 @@ async def run(bench: Bench) -> None:
 
     by_workers = {}
     for processes in (1, 2):
-        bench.use_workers(
+        workers = bench.use_workers(
             {f"sf-threads-{i}": bench.stalkflow_worker(THREADS_ARGS) for i in range(processes)}
         )
         await distributed_events_per_s(bench, 50, record=False)
-        samples_d = [await distributed_events_per_s(bench, COUNT) for _ in range(reps)]
+        cpu: dict[str, list[float]] = {}
+        measured = bench.cpu_meter(
+            workers, COUNT, cpu, lambda: distributed_events_per_s(bench, COUNT)
+        )
+        samples_d = [await measured() for _ in range(reps)]
         plural = "process" if processes == 1 else "processes"
         by_workers[processes] = report.add(
             NAME, stats(f"stalkflow, {processes} worker {plural}", "events/s", samples_d)
         )
+        report.add(NAME, stats(f"  worker CPU ({processes} {plural})", "µs/event", cpu["workers"]))
+        report.add(NAME, stats("  Redis server CPU (server-wide)", "µs/event", cpu["redis"]))
     report.ratio(NAME, "1 worker / upstream", by_workers[1], upstream)
     ratio = report.ratio(NAME, "2 workers / upstream", by_workers[2], upstream)
     report.ratio(NAME, "2 workers / 1 worker", by_workers[2], by_workers[1])

@@ -12,7 +12,6 @@ result (to the last hop's signal for raw Celery) divided by N.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
 
 from benchmarks import flows, raw_celery
 from benchmarks._bench import SOLO_ARGS, Bench, alternate, timed
@@ -76,20 +75,6 @@ def hop_workers(bench: Bench) -> tuple[Worker, Worker]:
     return ours, raw
 
 
-def with_cpu(
-    worker: Worker, hops: int, cpu_us: list[float], run: Callable[[], Awaitable[float]]
-) -> Callable[[], Awaitable[float]]:
-    """``run``, also recording the worker's CPU microseconds per hop into ``cpu_us``."""
-
-    async def measured() -> float:
-        before = worker.cpu_s()
-        hop_us = await run()
-        cpu_us.append((worker.cpu_s() - before) / hops * 1e6)
-        return hop_us
-
-    return measured
-
-
 async def run(bench: Bench) -> None:
     report = bench.report
     report.section(NAME, TITLE)
@@ -126,20 +111,27 @@ async def run(bench: Bench) -> None:
     our_worker, raw_worker = hop_workers(bench)
     await distributed_hop_us(bench, 20, record=False)  # warm-up: connections, scripts, tasks
     await raw_hop_us(bench, 20)
-    cpu: dict[str, list[float]] = {"stalkflow": [], "raw": []}
+    ours_cpu: dict[str, list[float]] = {}
+    raw_cpu: dict[str, list[float]] = {}
     samples = await alternate(
         {
-            "stalkflow": with_cpu(
-                our_worker, hops, cpu["stalkflow"], lambda: distributed_hop_us(bench, hops)
+            "stalkflow": bench.cpu_meter(
+                [our_worker], hops, ours_cpu, lambda: distributed_hop_us(bench, hops)
             ),
-            "raw": with_cpu(raw_worker, hops, cpu["raw"], lambda: raw_hop_us(bench, hops)),
+            "raw": bench.cpu_meter([raw_worker], hops, raw_cpu, lambda: raw_hop_us(bench, hops)),
         },
         reps,
     )
     ours = report.add(NAME, stats("stalkflow, 1 worker process", "µs/hop", samples["stalkflow"]))
     theirs = report.add(NAME, stats("raw Celery self-re-enqueue", "µs/hop", samples["raw"]))
-    report.add(NAME, stats("stalkflow worker CPU", "µs/hop", cpu["stalkflow"]))
-    report.add(NAME, stats("raw Celery worker CPU", "µs/hop", cpu["raw"]))
+    report.add(NAME, stats("stalkflow: worker CPU", "µs/hop", ours_cpu["workers"]))
+    report.add(NAME, stats("raw Celery: worker CPU", "µs/hop", raw_cpu["workers"]))
+    report.add(
+        NAME, stats("stalkflow: Redis server CPU (server-wide)", "µs/hop", ours_cpu["redis"])
+    )
+    report.add(
+        NAME, stats("raw Celery: Redis server CPU (server-wide)", "µs/hop", raw_cpu["redis"])
+    )
     ratio = report.ratio(NAME, "distributed / raw Celery", ours, theirs)
     report.target(
         NAME,

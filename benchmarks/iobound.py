@@ -62,16 +62,15 @@ async def run(bench: Bench) -> None:
     upstream = report.add(NAME, stats("llama-index-workflows in process", "s", samples["upstream"]))
     report.ratio(NAME, "embedded / upstream (makespan)", embedded, upstream)
 
-    bench.use_workers({"sf-threads-0": bench.stalkflow_worker(THREADS_ARGS)})
+    workers = bench.use_workers({"sf-threads-0": bench.stalkflow_worker(THREADS_ARGS)})
     await distributed_makespan(bench, 20)
+    cpu: dict[str, list[float]] = {}
+    measured = bench.cpu_meter(workers, COUNT, cpu, lambda: distributed_makespan(bench, COUNT))
     one = report.add(
-        NAME,
-        stats(
-            "stalkflow, 1 worker process",
-            "s",
-            [await distributed_makespan(bench, COUNT) for _ in range(reps)],
-        ),
+        NAME, stats("stalkflow, 1 worker process", "s", [await measured() for _ in range(reps)])
     )
+    report.add(NAME, stats("  worker CPU", "µs/event", cpu["workers"]))
+    report.add(NAME, stats("  Redis server CPU (server-wide)", "µs/event", cpu["redis"]))
     report.ratio(NAME, "1 worker / upstream (makespan)", one, upstream)
     report.target(
         NAME,

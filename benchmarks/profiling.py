@@ -93,6 +93,10 @@ def tables(stacks: Iterable[tuple[Stack, float]], per: float, unit: str, top: in
     lines = [f"total {fmt(total / per)} {unit}", "", f"inclusive ({unit}):"]
     for frame, weight in sorted(inclusive.items(), key=lambda item: -item[1])[:top]:
         lines.append(f"  {fmt(weight / per):>9}  {100 * weight / total:5.1f}%  {frame}")
+    lines += ["", f"inclusive, stalkflow's own functions ({unit}):"]
+    ours = [(frame, weight) for frame, weight in inclusive.items() if "stalkflow/" in frame]
+    for frame, weight in sorted(ours, key=lambda item: -item[1])[:top]:
+        lines.append(f"  {fmt(weight / per):>9}  {100 * weight / total:5.1f}%  {frame}")
     lines += ["", f"self ({unit}):"]
     for frame, weight in sorted(own.items(), key=lambda item: -item[1])[:top]:
         lines.append(f"  {fmt(weight / per):>9}  {100 * weight / total:5.1f}%  {frame}")
@@ -355,6 +359,9 @@ async def main_async(targets: list[str], hops: int, out: Path, top: int) -> None
             (out / f"{target}.summary.txt").write_text(results[target])
     finally:
         await bench.close()
+    from benchmarks.run import describe_machine
+
+    print(describe_machine())
     for target, text in results.items():
         print(f"\n===== {target} =====\n{text}")
     print(f"\nprofiles written to {out}")

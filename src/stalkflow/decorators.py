@@ -7,7 +7,10 @@ context, and ``Annotated[T, Resource(...)]`` parameters receive resources.
 
 Beyond upstream, ``@step`` takes Celery options (``queue``, ``priority``,
 ``rate_limit``, ``time_limit``, ``soft_time_limit``) so that steps can be routed
-to different worker pools; the embedded engine ignores them.
+to different worker pools; the embedded engine ignores them, except
+``soft_time_limit``, which every engine enforces: a body still running after it
+is cancelled and the step fails with ``StepTimeoutError`` (retry policy and
+``@catch_error`` apply).
 """
 
 from __future__ import annotations

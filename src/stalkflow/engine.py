@@ -31,7 +31,12 @@ from stalkflow.errors import (
     WorkflowCancelledByUser,
     WorkflowTimeoutError,
 )
-from stalkflow.events import Event, WorkflowCancelledEvent, WorkflowTimedOutEvent
+from stalkflow.events import (
+    Event,
+    WorkflowCancelledEvent,
+    WorkflowFailedEvent,
+    WorkflowTimedOutEvent,
+)
 from stalkflow.execution import ExecutionSettings, Executor
 from stalkflow.ports import Commit, RunSeed, Store, Transport
 
@@ -204,6 +209,20 @@ class Engine:
         if cancelled:
             self.transport.run_finished(run_id)
         return cancelled
+
+    async def fail(self, run_id: str, error: BaseException, *, step: str | None = None) -> bool:
+        """Fail a running run with ``error``; False if it had already finished."""
+        outcome = RunOutcome(
+            RunStatus.FAILED,
+            error=ErrorInfo.from_exception(error, step=step),
+            terminal_event=WorkflowFailedEvent(
+                step_name=step or "<engine>", exception=error, attempts=0, elapsed_seconds=0.0
+            ),
+        )
+        failed = await self.store.finish_run(run_id, outcome)
+        if failed:
+            self.transport.run_finished(run_id)
+        return failed
 
     async def expire(self, run: RunRecord) -> bool:
         """Time out a run past its deadline; False if it had already finished."""

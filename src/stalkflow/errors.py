@@ -133,6 +133,19 @@ class UnknownWorkflowError(StalkflowError, LookupError):
         self.name = name
 
 
+class WorkflowNotServedError(UnknownWorkflowError):
+    """A worker received a step of a workflow it does not have.
+
+    Its module is missing from the worker's ``STALKFLOW_WORKFLOWS`` (or the
+    worker consumes a queue meant for others). The run fails with this error,
+    naming the workflow and the worker, instead of waiting for its timeout.
+    """
+
+    def __init__(self, message: str, *, name: str = "") -> None:
+        Exception.__init__(self, message)  # the message as given: it round-trips
+        self.name = name
+
+
 class RunError(StalkflowError):
     """The root of errors about a run addressed by id."""
 

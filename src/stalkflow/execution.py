@@ -95,7 +95,7 @@ class ExecutionSettings:
 
 
 def claim_token() -> str:
-    """A claim token naming this process: ``"<host>/<pid>/<random>"``."""
+    """A claim token naming this process: ``"<host>~<pid namespace>/<pid>/<random>"``."""
     return f"{_HOST}/{os.getpid()}/{secrets.token_hex(6)}"
 
 
@@ -128,7 +128,20 @@ def holder_is_dead(holder: str | None) -> bool:
         return False
 
 
-_HOST = socket.gethostname()
+def _machine() -> str:
+    """This host's name and PID namespace: where a pid in a claim token means this process.
+
+    Containers may share a hostname; their PID namespaces differ, and a pid is only
+    checked where both match.
+    """
+    try:
+        namespace = os.readlink("/proc/self/ns/pid").replace("/", "")
+    except OSError:
+        namespace = ""
+    return f"{socket.gethostname().replace('/', '')}~{namespace}"
+
+
+_HOST = _machine()
 
 
 def describe(delivery: Delivery) -> str:
@@ -194,7 +207,7 @@ class Executor:
         if status is BeginStatus.DUPLICATE:
             if begin.redispatch:
                 # The first execution committed, then could not send what it released
-                # (the broker was away, or its process died): send it now.
+                # (the broker was away): send it now, not at the next sweep.
                 logger.warning(
                     "Re-sending %d delivery(ies) that the commit of %s released and that "
                     "never started",
@@ -552,8 +565,8 @@ class Executor:
         for item in recovered:
             if not item.scheduled:
                 logger.warning(
-                    "Re-sending %s: no sign of life before its deadline (its worker died, "
-                    "or its message was lost)",
+                    "Re-sending %s: no sign of life before its deadline (never sent, "
+                    "its message was lost, or its worker died)",
                     describe(item.delivery),
                 )
             by_run.setdefault(item.delivery.run_id, []).append(item.delivery)

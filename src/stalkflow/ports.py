@@ -56,7 +56,8 @@ class Begin:
     seconds; it renews it with ``Store.heartbeat`` and commits with it.
     ``begins`` counts the executions started (``RUN``, ``EXHAUSTED``).
     ``DUPLICATE``: ``redispatch`` lists what the earlier commit of this delivery
-    released that never started (its dispatch may have failed): send them again.
+    released that never started and is overdue (its dispatch failed, and was
+    marked with ``redispatch_soon``; or its grace ran out): send them again.
     ``BUSY``: ``holder`` is the token of the live claim (an executor that knows its
     holder is dead may ``begin`` again with ``take_over=holder``).
     """

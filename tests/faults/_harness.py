@@ -215,7 +215,9 @@ def wait_until(
         time.sleep(interval_s)
 
 
-def retrying(call: Callable[[], Any], timeout_s: float, errors: tuple[type[BaseException], ...]) -> Any:
+def retrying(
+    call: Callable[[], Any], timeout_s: float, errors: tuple[type[BaseException], ...]
+) -> Any:
     """``call()``, retried while it raises one of ``errors``, for up to ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -297,7 +299,9 @@ class RedisServer:
             "--logfile",
             str(self.directory / "redis.log"),
         ]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         wait_until(self._answers, timeout_s, 0.05, f"redis-server on port {self.port}")
 
     def _answers(self) -> bool:

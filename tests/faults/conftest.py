@@ -20,7 +20,9 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 # Workers and this process must name Parked's queue alike; set before the import.
-os.environ.setdefault("STALKFLOW_FAULTS_PARKED_QUEUE", f"stalkflow-faults-parked-{uuid.uuid4().hex}")
+os.environ.setdefault(
+    "STALKFLOW_FAULTS_PARKED_QUEUE", f"stalkflow-faults-parked-{uuid.uuid4().hex}"
+)
 
 from tests.faults._harness import FaultCluster, fault_cluster, fault_settings  # noqa: E402
 

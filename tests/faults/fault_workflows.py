@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 
 from stalkflow import Context, Workflow, step
 from stalkflow.decorators import catch_error
-from stalkflow.events import Event, StartEvent, StepFailedEvent, StopEvent
+from stalkflow.events import Event, HumanResponseEvent, StartEvent, StepFailedEvent, StopEvent
 from stalkflow.retry_policy import retry_policy, stop_after_attempt, wait_fixed
 
 #: The queue of ``Parked``'s step: no worker consumes it until a test says so.
@@ -148,6 +148,35 @@ class Relay(Workflow):
         return StopEvent(result=sorted(item.index for item in done))  # type: ignore[attr-defined]
 
 
+class Handoff(Workflow):
+    """``first`` announces itself, waits ``pause_s`` (a test takes the broker down),
+    then sends ``count`` jobs: its commit succeeds, sending them fails."""
+
+    @step
+    async def first(self, ctx: Context, ev: RelayStart) -> Job | None:
+        await ctx.store.set("count", ev.count)
+        record(ctx, "first", "first")
+        if first_time(ctx, "first"):
+            ctx.write_event_to_stream(Hanging(pid=os.getpid(), step_name="first"))
+            await asyncio.sleep(ev.work_s)
+        for index in range(ev.count):
+            ctx.send_event(Job(index=index, work_s=0.0))
+        return None
+
+    @step(num_workers=4)
+    async def note(self, ctx: Context, ev: Job) -> Recorded:
+        record(ctx, "notes", ev.index)
+        return Recorded(index=ev.index)
+
+    @step
+    async def gather(self, ctx: Context, ev: Recorded) -> StopEvent | None:
+        count = await ctx.store.get("count")
+        done = ctx.collect_events(ev, [Recorded] * count)
+        if done is None:
+            return None
+        return StopEvent(result=sorted(item.index for item in done))  # type: ignore[attr-defined]
+
+
 # --- locker: edit_state() held by a process that dies or freezes -------------------------
 
 
@@ -156,6 +185,8 @@ class LockStart(StartEvent):
     rounds: int = 5
     #: writer 0 holds the lock this long on its first execution, after announcing it
     hold_s: float = 0.0
+    #: the run ends only once a ``Go`` event is sent to it
+    wait_for_go: bool = False
 
 
 class Write(Event):
@@ -166,6 +197,10 @@ class Write(Event):
 
 class Wrote(Event):
     writer: int
+
+
+class Go(HumanResponseEvent):
+    """Sent by a test to let a ``Locker`` run end (human input: the run may sit idle)."""
 
 
 class Locker(Workflow):
@@ -179,6 +214,7 @@ class Locker(Workflow):
     @step
     async def start(self, ctx: Context, ev: LockStart) -> Write | None:
         await ctx.store.set("writers", ev.writers)
+        await ctx.store.set("wait_for_go", ev.wait_for_go)
         for writer in range(ev.writers):
             ctx.send_event(Write(writer=writer, rounds=ev.rounds, hold_s=ev.hold_s))
         return None
@@ -198,11 +234,14 @@ class Locker(Workflow):
         return Wrote(writer=ev.writer)
 
     @step
-    async def gather(self, ctx: Context, ev: Wrote) -> StopEvent | None:
-        writers = await ctx.store.get("writers")
-        if ctx.collect_events(ev, [Wrote] * writers) is None:
+    async def gather(self, ctx: Context, ev: Wrote | Go) -> StopEvent | None:
+        expected: list[type[Event]] = [Wrote] * await ctx.store.get("writers")
+        if await ctx.store.get("wait_for_go"):
+            expected.append(Go)
+        if ctx.collect_events(ev, expected) is None:
             return None
-        return StopEvent(result=await ctx.store.get_state())
+        state = await ctx.store.get_state()
+        return StopEvent(result={key: state[key] for key in list(state.keys())})
 
 
 # --- contention: many steps, many writes ------------------------------------------------
@@ -315,7 +354,10 @@ class SlowStart(StartEvent):
 class Slow(Workflow):
     """A step past its soft time limit, retried once, then failing the run."""
 
-    @step(soft_time_limit=1.0, retry_policy=retry_policy(wait=wait_fixed(0.1), stop=stop_after_attempt(2)))
+    @step(
+        soft_time_limit=1.0,
+        retry_policy=retry_policy(wait=wait_fixed(0.1), stop=stop_after_attempt(2)),
+    )
     async def crawl(self, ctx: Context, ev: SlowStart) -> StopEvent:
         record(ctx, "attempts", 0)
         await asyncio.sleep(ev.sleep_s)
@@ -334,7 +376,9 @@ class SlowRescued(Workflow):
 
     @catch_error
     async def recover(self, ev: StepFailedEvent) -> StopEvent:
-        return StopEvent(result={"error": type(ev.exception).__name__, "message": str(ev.exception)})
+        return StopEvent(
+            result={"error": type(ev.exception).__name__, "message": str(ev.exception)}
+        )
 
 
 class Suicidal(Workflow):
@@ -401,15 +445,27 @@ class BadState(Workflow):
                 state.count = "not a number"  # type: ignore[assignment]
         except Exception as exc:
             errors["typed"] = f"{type(exc).__name__}: {exc}"
-        try:
-            await ctx.store.set("count", object())
-        except Exception as exc:
-            errors["unserializable"] = f"{type(exc).__name__}: {exc}"
         state = await ctx.store.get_state()
         return StopEvent(result={"errors": errors, "count": state.count})
 
 
+class BadValue(Workflow):
+    """A step that stores a value JSON cannot hold, reporting the error it got."""
+
+    @step
+    async def bad(self, ctx: Context, ev: StartEvent) -> StopEvent:
+        await ctx.store.set("kept", 1)
+        try:
+            await ctx.store.set("handle", object())
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        return StopEvent(
+            result={"error": error, "keys": sorted((await ctx.store.get_state()).keys())}
+        )
+
+
 relay = Relay(timeout=120)
+handoff = Handoff(timeout=120)
 locker = Locker(timeout=120)
 contention = Contention(timeout=180)
 echo = Echo(timeout=120)
@@ -422,3 +478,4 @@ patient = Patient(timeout=60)
 parked = Parked(timeout=60)
 secretive = Secretive(timeout=60)
 bad_state = BadState(timeout=60)
+bad_value = BadValue(timeout=60)

@@ -30,6 +30,7 @@ from tests.faults._harness import (
     wait_until,
 )
 
+from stalkflow._sync import run_blocking
 from stalkflow.core.deliveries import Delivery
 from stalkflow.errors import DeliveryLimitError
 
@@ -69,7 +70,9 @@ def test_a_worker_killed_mid_step_is_replaced_and_nothing_is_routed_twice(
 
     assert result == list(range(6))
     # the killed step ran again from the top, as the same delivery, in the survivor
-    killed = [e for e in executions if e.startswith(f"{hanging.index if hang_in == 'work' else 'start'}:")]
+    killed = [
+        e for e in executions if e.startswith(f"{hanging.index if hang_in == 'work' else 'start'}:")
+    ]
     assert len(killed) == 2, executions
     assert len({entry.split(":")[1] for entry in killed}) == 1, "one delivery, executed twice"
     first_pid, second_pid = pids_of(killed)
@@ -129,8 +132,7 @@ def test_sigterm_mid_run_finishes_the_step_under_way_and_the_run_completes(
     per_index = Counter(entry.split(":")[0] for entry in work)
     assert set(per_index.values()) == {1}, per_index
     assert victim.process.pid in pids_of(work)
-    later = [entry for entry in work[-4:]]
-    assert all(pid != victim.process.pid for pid in pids_of(later)), work
+    assert all(pid != victim.process.pid for pid in pids_of(work[-4:])), work
 
 
 def test_a_step_that_kills_its_own_process_fails_after_max_deliveries(tmp_path: Path) -> None:
@@ -143,7 +145,6 @@ def test_a_step_that_kills_its_own_process_fails_after_max_deliveries(tmp_path: 
             handle.get(timeout=RESULT_TIMEOUT_S)
         attempts = cluster.probe(handle.run_id, "attempts")
         assert handle.status == "failed"
-        print(cluster.logs()[-6000:])
         main = cluster.workers[0]
         assert main.process.poll() is None, "the worker itself survives its children"
         # the worker serves other runs as before
@@ -176,9 +177,6 @@ def test_a_redelivered_message_of_a_committed_delivery_routes_nothing(
         Delivery(run_id, workflow.workflow_name, "start", start, start_entry.split(":")[1]),
         Delivery(run_id, workflow.workflow_name, "work", flows.Job(index=1, work_s=0.0), work["1"]),
     ]
-    pair.cluster.engine.transport.app  # noqa: B018 - the transport sends as the engine does
-    from stalkflow._sync import run_blocking
-
     run_blocking(lambda: pair.cluster.engine.transport.dispatch(replays))
     time.sleep(2.0)  # ample for both messages to be consumed
     starts = pair.probe(run_id, "start")

@@ -4,7 +4,8 @@ No Docker engine runs here, so each service's command runs as a local process
 from the repository root (the image's ``/app``), with the compose environment
 pointed at the local Redis (a fresh key prefix and queue), long enough to show
 it works: Redis answers PING, the worker answers a Celery ping, Flower and the
-web app answer HTTP.
+web app answer HTTP, and the web app with a worker takes a run through its
+human approval.
 """
 
 from __future__ import annotations
@@ -92,6 +93,8 @@ def local_command(command: Sequence[str], port: int | None = None, new_port: int
         return [sys.executable, "-m", "celery", *args[1:]]
     if args[0] == "python":
         return [sys.executable, *args[1:]]
+    if args[0] == "uvicorn":
+        return [sys.executable, "-m", "uvicorn", *args[1:]]
     return args
 
 
@@ -213,12 +216,59 @@ def test_flower_service_command_serves_http(
         assert http_ok(port, "/")
 
 
+def web_command(service: dict[str, Any], port: int) -> list[str]:
+    """The web service's command, here: on ``port``, listening on the loopback only."""
+    return [*local_command(service["command"], container_port(service), port), "--host=127.0.0.1"]
+
+
 def test_web_service_command_serves_http(
     compose: dict[str, Any], local_env: dict[str, str], tmp_path: Path
 ) -> None:
     service = compose["services"]["web"]
+    assert service["command"][:2] == ["uvicorn", "examples.webapp.app:app"]
     port = free_port()
-    args = local_command(service["command"], container_port(service), port)
     log = tmp_path / "web.log"
-    with started(args, local_env, log) as process:
+    with started(web_command(service, port), local_env, log) as process:
         wait_until(lambda: http_ok(port), process, log, "the web app")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
+            assert "Submit expense" in response.read().decode()
+
+
+def test_web_service_runs_an_approval_on_the_worker(
+    compose: dict[str, Any], local_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The stack's web app and worker, as compose starts them: the worker runs the steps."""
+    import httpx
+
+    services = compose["services"]
+    node = f"compose-web-{uuid.uuid4().hex[:8]}@stalkflow-test"
+    worker_args = [
+        *local_command(services["worker"]["command"]),
+        "-n",
+        node,
+        "--without-mingle",
+        "--without-gossip",
+    ]
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with (
+        started(worker_args, local_env, tmp_path / "worker.log"),
+        started(web_command(services["web"], port), local_env, tmp_path / "web.log") as web,
+    ):
+        wait_until(lambda: http_ok(port), web, tmp_path / "web.log", "the web app")
+        with httpx.Client(base_url=url, timeout=20) as client:
+            created = client.post("/runs", json={"description": "Conference", "amount": 420})
+            run_id = created.json()["run_id"]
+            with client.stream("GET", f"/runs/{run_id}/events") as stream:
+                lines = stream.iter_lines()
+                for line in lines:  # the question arrives once a worker ran two steps
+                    if line.startswith("data:") and "InputRequiredEvent" in line:
+                        assert "Approve 420.00 for 'Conference'?" in line
+                        break
+                sent = client.post(f"/runs/{run_id}/answer", json={"response": "yes"})
+                assert sent.status_code == 202
+                tail = [line for line in lines if line.startswith("data:")]
+            assert '"type": "StopEvent"' in tail[-1]
+            status = client.get(f"/runs/{run_id}").json()
+        assert status["status"] == "completed"
+        assert status["result"]["decision"] == "approved"

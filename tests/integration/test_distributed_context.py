@@ -13,11 +13,11 @@ import os
 import textwrap
 
 import pytest
-from examples import context_across_runs
 from tests.fixtures import context_workflows as flows
 from tests.fixtures import distributed_workflows
 from tests.integration._cluster import Cluster
 
+from examples import context_across_runs
 from stalkflow import Context, RunHandle, Workflow, get_run
 from stalkflow.events import HumanResponseEvent, InputRequiredEvent
 from stalkflow.handler import WorkflowHandler
@@ -117,13 +117,6 @@ async def test_a_mid_run_snapshot_resumes_without_a_new_start_event(distributed:
         pytest.param(  # ctx.wait_for_event in a step
             flows.interview,
             id="waiter",
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=AssertionError,
-                reason="library bug: Engine.send_event decodes the run's waiters, whose "
-                "deliveries hold the workflow's own event types (Question), which a process "
-                "without the workflow registered refuses (EventCodecError)",
-            ),
         ),
         pytest.param(distributed_workflows.greeting, id="step"),  # a step takes the answer
     ],

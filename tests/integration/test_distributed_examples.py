@@ -154,13 +154,6 @@ def test_every_example_prints_the_same_on_the_workers_as_embedded(cluster: Clust
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="library bug: `python examples/x.py` names its workflow `__main__.MyWorkflow` "
-    "(Workflow.workflow_name and codec.type_name use cls.__module__), a task no worker serves; "
-    "the run waits for its timeout",
-)
 def test_a_script_run_directly_runs_on_the_workers(cluster: Cluster) -> None:
     unserved = "unregistered task of type '__main__.MyWorkflow.my_step'"
     proc = subprocess.Popen(

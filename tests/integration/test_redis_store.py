@@ -106,7 +106,8 @@ async def test_every_key_of_a_run_starts_with_the_prefix_and_shares_a_hash_slot(
     assert keys - run_keys == {
         f"{prefix}{{_index}}:runs",
         f"{prefix}{{_index}}:seq",
-        f"{prefix}{{_index}}:active",
+        f"{prefix}{{_index}}:active:{run.workflow}",
+        f"{prefix}{{_index}}:workflows",
     }
     assert {key.rpartition(":")[2] for key in run_keys} >= {
         "run",

@@ -5,8 +5,12 @@ loop, or the fresh loop that ``stalkflow._sync.run_blocking`` starts in a helper
 thread. redis.asyncio connections belong to the loop that opened them, so each
 running loop gets its own pair of clients (one for quick commands, one with a
 longer socket timeout for blocking reads), made when that loop first calls, and
-closed when the loop shuts down or the store closes. Synchronous callers
-(``Store.collect``) share one thread-safe sync client.
+closed when the loop shuts down or the store closes. Their pools *wait* for a
+free connection when all are busy (redis-py's default pool fails at 100), and
+every wait for a run's end on a loop shares one subscription
+(:class:`FinishWatcher`), so a client that awaits 500 runs holds a handful of
+connections, not 500. Synchronous callers (``Store.collect``) share one
+thread-safe sync client.
 
 Every redis-py exception is translated here into stalkflow's own, and the URL
 in a message never shows its password.
@@ -35,6 +39,10 @@ BLOCK_SLICE_S = 10.0
 #: The socket timeout of connections that block: redis-py's default (5 s) would
 #: cut a blocking read short (see DESIGN.md, section 8).
 BLOCKING_SOCKET_TIMEOUT_S = BLOCK_SLICE_S + 5.0
+#: Connections per pool (per loop): past it, callers wait for one to be free ...
+POOL_CONNECTIONS = 64
+#: ... for at most this long, then fail with StoreUnavailableError.
+POOL_WAIT_S = 30.0
 
 #: Scripts that act on one run: they receive all of its keys and the shared helpers.
 RUN_SCRIPTS = (
@@ -93,6 +101,79 @@ class ErrorTranslator:
             raise BackendError(f"The Redis store at {self.safe_url} failed ({detail})") from exc
 
 
+class FinishWatcher:
+    """Wakes the waiters of run ends on one event loop, over one subscription.
+
+    The run scripts publish a finished run's ``run`` key on the store's channel
+    when the run ends. A waiter ``watch``es the key *before* it checks the run's
+    status, so no end is missed between the two; a broken subscription wakes
+    every waiter, which then checks again (and sees the store's error).
+    """
+
+    def __init__(self, client: aioredis.Redis, channel: str) -> None:
+        self._client = client
+        self._channel = channel
+        self._waiting: dict[str, set[asyncio.Future[None]]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._subscribed: asyncio.Future[None] | None = None
+
+    async def watch(self, key: str) -> asyncio.Future[None]:
+        """A future done when the run whose ``run`` key is ``key`` may have ended."""
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done():
+            self._subscribed = loop.create_future()
+            self._task = loop.create_task(self._listen(self._subscribed))
+        assert self._subscribed is not None
+        await asyncio.shield(self._subscribed)
+        future: asyncio.Future[None] = loop.create_future()
+        self._waiting.setdefault(key, set()).add(future)
+        return future
+
+    def forget(self, key: str, future: asyncio.Future[None]) -> None:
+        futures = self._waiting.get(key)
+        if futures is not None:
+            futures.discard(future)
+            if not futures:
+                del self._waiting[key]
+
+    def _wake(self, key: str | None = None) -> None:
+        keys = list(self._waiting) if key is None else [key]
+        for name in keys:
+            for future in self._waiting.pop(name, ()):
+                if not future.done():
+                    future.set_result(None)
+
+    async def _listen(self, subscribed: asyncio.Future[None]) -> None:
+        pubsub = self._client.pubsub()
+        try:
+            try:
+                await pubsub.subscribe(self._channel)
+            except BaseException as exc:
+                subscribed.set_exception(exc)
+                subscribed.exception()  # reported to the waiters, not as unretrieved
+                return
+            subscribed.set_result(None)
+            while True:
+                try:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+                    self._wake()  # they check again; the pubsub re-subscribes when it can
+                    await asyncio.sleep(0.5)
+                    continue
+                if message is not None and message.get("type") == "message":
+                    self._wake(str(message["data"]))
+        finally:
+            self._wake()
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def aclose(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+
+
 @dataclasses.dataclass
 class LoopClients:
     """The clients of one event loop, and its scripts bound to the quick one."""
@@ -101,8 +182,18 @@ class LoopClients:
     blocking: aioredis.Redis
     scripts: dict[str, AsyncScript]
     closer: AsyncGenerator[None, None] | None = None
+    watchers: dict[str, FinishWatcher] = dataclasses.field(default_factory=dict)
+
+    def finishes(self, channel: str) -> FinishWatcher:
+        """This loop's watcher of the run ends published on ``channel``."""
+        watcher = self.watchers.get(channel)
+        if watcher is None:
+            watcher = self.watchers[channel] = FinishWatcher(self.blocking, channel)
+        return watcher
 
     async def aclose(self) -> None:
+        for watcher in self.watchers.values():
+            await watcher.aclose()
         await self.quick.aclose()
         await self.blocking.aclose()
 
@@ -150,9 +241,22 @@ class RedisClients:
         return clients
 
     def _new_loop_clients(self) -> LoopClients:
-        quick = aioredis.Redis.from_url(self._url, decode_responses=True)
-        blocking = aioredis.Redis.from_url(
-            self._url, decode_responses=True, socket_timeout=BLOCKING_SOCKET_TIMEOUT_S
+        quick = aioredis.Redis.from_pool(
+            aioredis.BlockingConnectionPool.from_url(
+                self._url,
+                decode_responses=True,
+                max_connections=POOL_CONNECTIONS,
+                timeout=POOL_WAIT_S,
+            )
+        )
+        blocking = aioredis.Redis.from_pool(
+            aioredis.BlockingConnectionPool.from_url(
+                self._url,
+                decode_responses=True,
+                socket_timeout=BLOCKING_SOCKET_TIMEOUT_S,
+                max_connections=POOL_CONNECTIONS,
+                timeout=POOL_WAIT_S,
+            )
         )
         scripts = {
             name: quick.register_script(script_source(name))

@@ -50,9 +50,14 @@ class RedisWire:
     """Encodes script arguments and decodes script replies for one store."""
 
     def __init__(
-        self, codec: EventCodec, finished_ttl_s: float, policy: DeliveryPolicy | None = None
+        self,
+        codec: EventCodec,
+        finished_ttl_s: float,
+        policy: DeliveryPolicy | None = None,
+        finished_channel: str | None = None,
     ) -> None:
         self.codec = codec
+        self.finished_channel = finished_channel
         self._ttl_ms = max(1, round(finished_ttl_s * 1000))
         self.policy = policy or DeliveryPolicy()
         self.lease_ms = _ms(self.policy.lease_s)
@@ -115,6 +120,8 @@ class RedisWire:
             ),
             "ttl_ms": str(self._ttl_ms),
         }
+        if self.finished_channel is not None:
+            spec["channel"] = self.finished_channel
         if outcome.terminal_event is not None:
             spec["terminal"] = self.event(outcome.terminal_event)
         return spec
@@ -282,7 +289,12 @@ class RedisWire:
         ]
 
     def waiters(self, by_id: Mapping[str, str], order: Sequence[str]) -> list[Waiter]:
-        return [self.codec.decode_waiter(self.codec.loads(by_id[w])) for w in order if w in by_id]
+        # opaque: a process routing an answer may not know the workflow's own event types
+        return [
+            self.codec.decode_waiter(self.codec.loads(by_id[w]), opaque=True)
+            for w in order
+            if w in by_id
+        ]
 
     def snapshot(self, reply: Sequence[Any]) -> RunSnapshot:
         record = self.record(reply[1:5])

@@ -13,7 +13,13 @@ from typing import Any, TypeAlias
 
 import celery  # type: ignore[import-untyped]
 
-__all__ = ["CeleryApp", "app_settings", "broker_transport_options", "create_app"]
+__all__ = [
+    "CeleryApp",
+    "app_settings",
+    "broker_transport_options",
+    "create_app",
+    "install_safe_inspection",
+]
 
 #: The type of the Celery application a transport sends with (celery is untyped).
 CeleryApp: TypeAlias = celery.Celery
@@ -79,4 +85,70 @@ def create_app(
     app.conf.update(
         app_settings(broker_url, queue=queue, visibility_timeout_s=visibility_timeout_s)
     )
+    install_safe_inspection()
     return app
+
+
+_installed = False
+
+
+def install_safe_inspection() -> None:
+    """Make ``celery inspect active/reserved/scheduled/query_task`` show ``argsrepr``.
+
+    Celery's own commands answer with a task's raw arguments unless asked for
+    ``safe=True``, and Flower's worker pages ask without: a stalkflow message's
+    argument is the delivery, with its event payload. These replacements (for
+    every task of this process's workers) always answer with the task's
+    ``argsrepr``/``kwargsrepr``: run id, step, event type and attempt. Idempotent.
+    """
+    global _installed
+    if _installed:
+        return
+    from celery.utils.functional import maybe_list  # type: ignore[import-untyped]
+    from celery.worker import control  # type: ignore[import-untyped]
+    from celery.worker import state as worker_state
+    from celery.worker.request import Request  # type: ignore[import-untyped]
+
+    @control.inspect_command(alias="dump_active")  # type: ignore[untyped-decorator]
+    def active(state: Any, safe: bool = True, **kwargs: Any) -> list[Any]:
+        """List of tasks currently being executed (arguments as argsrepr)."""
+        return [request.info(safe=True) for request in state.tset(worker_state.active_requests)]
+
+    @control.inspect_command(alias="dump_reserved")  # type: ignore[untyped-decorator]
+    def reserved(state: Any, **kwargs: Any) -> list[Any]:
+        """List of currently reserved tasks, not including scheduled/active."""
+        waiting = state.tset(worker_state.reserved_requests) - state.tset(
+            worker_state.active_requests
+        )
+        return [request.info(safe=True) for request in waiting]
+
+    @control.inspect_command(alias="dump_schedule")  # type: ignore[untyped-decorator]
+    def scheduled(state: Any, **kwargs: Any) -> list[Any]:
+        """List of currently scheduled ETA/countdown tasks."""
+        found = []
+        for waiting in state.consumer.timer.schedule.queue:
+            try:
+                request = waiting.entry.args[0]
+            except (IndexError, TypeError, AttributeError):
+                continue
+            if isinstance(request, Request):
+                found.append(
+                    {
+                        "eta": request.eta.isoformat() if request.eta else None,
+                        "priority": waiting.priority,
+                        "request": request.info(safe=True),
+                    }
+                )
+        return found
+
+    @control.inspect_command(  # type: ignore[untyped-decorator]
+        variadic="ids", signature="[id1 [id2 [... [idN]]]]"
+    )
+    def query_task(state: Any, ids: Any, **kwargs: Any) -> dict[str, Any]:
+        """Query for task information by id."""
+        return {
+            request.id: (control._state_of_task(request), request.info(safe=True))
+            for request in control._find_requests_by_id(maybe_list(ids))
+        }
+
+    _installed = True

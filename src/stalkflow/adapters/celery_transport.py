@@ -61,7 +61,7 @@ from kombu.exceptions import KombuError
 
 from stalkflow._urls import redact, redact_url
 from stalkflow.adapters._worker_loop import WorkerLoop
-from stalkflow.adapters.celery_app import CeleryApp, create_app
+from stalkflow.adapters.celery_app import CeleryApp, create_app, install_safe_inspection
 from stalkflow.core.codec import EventCodec
 from stalkflow.core.deliveries import Delivery
 from stalkflow.decorators import CeleryOptions
@@ -184,6 +184,7 @@ class CeleryTransport:
         self._owns_app = False
         self._sweeper: concurrent.futures.Future[None] | None = None
         self._signal_handlers: tuple[Callable[..., None], ...] = ()
+        install_safe_inspection()  # `celery inspect active` shows argsrepr, never payloads
 
     @classmethod
     def from_url(
@@ -370,7 +371,9 @@ class CeleryTransport:
                     self.app.send_task(
                         message.name, args=[message.body], producer=producer, **message.options
                     )
-        except (KombuError, OSError) as exc:
+        except (KombuError, OSError, AttributeError) as exc:
+            # AttributeError: kombu's Redis transport, its connection half re-established
+            # after an outage, can fail so ('NoneType' object has no attribute 'client').
             url = self._broker_url()
             reason = redact(f"{type(exc).__name__}: {exc}", self.app.conf.broker_url)
             raise BrokerUnavailableError(

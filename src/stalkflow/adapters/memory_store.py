@@ -236,14 +236,22 @@ class MemoryStore:
             return Begin(BeginStatus.RUN, record, token, self.policy.lease_s, begins)
 
     def _unstarted(self, entry: _Run, delivery_id: str) -> list[Delivery]:
-        """What the commit of ``delivery_id`` released that was never started."""
-        return [
-            entry.in_progress[child]
+        """What the commit of ``delivery_id`` released, never started, and is overdue.
+
+        Each one handed out gets a fresh grace (as a sweep gives it).
+        """
+        now = time.monotonic()
+        overdue = [
+            child
             for child in entry.outbox.get(delivery_id, ())
             if child in entry.in_progress
             and child not in entry.claims
             and child not in entry.scheduled
+            and entry.deadlines.get(child, float("inf")) <= now
         ]
+        for child in overdue:
+            entry.deadlines[child] = now + self.policy.dispatch_grace_s
+        return [entry.in_progress[child] for child in overdue]
 
     async def heartbeat(self, run_id: str, delivery_id: str, token: str) -> bool:
         with self._mutex:

@@ -30,7 +30,12 @@ which touch many of them at once, also work on Redis Cluster::
     stalkflow:{<key>}:lockq         list: wakes one lock waiter when the lock is released
     stalkflow:{_index}:runs         zset: run ids by creation order, for listings
     stalkflow:{_index}:seq          counter behind that order
-    stalkflow:{_index}:active       zset: running run ids -> when a sweep should look at it (ms)
+    stalkflow:{_index}:active:<wf>  zset: running runs of workflow <wf> -> when a sweep should
+                                    look at it (ms); workers sweep the workflows they serve
+    stalkflow:{_index}:workflows    set: the workflows that have an ``active`` index
+
+and one pub/sub channel, ``stalkflow:{_index}:finished``, on which the end of
+each run is published (its ``run`` key), for the clients waiting for it.
 """
 
 from __future__ import annotations
@@ -132,9 +137,18 @@ class KeySpace:
     def index_seq(self) -> str:
         return f"{self.prefix}{{_index}}:seq"
 
+    def active(self, workflow: str) -> str:
+        """The running runs of ``workflow``, scored by when a sweep should look at them."""
+        return f"{self.prefix}{{_index}}:active:{workflow}"
+
     @property
-    def active(self) -> str:
-        return f"{self.prefix}{{_index}}:active"
+    def workflows(self) -> str:
+        return f"{self.prefix}{{_index}}:workflows"
+
+    @property
+    def finished_channel(self) -> str:
+        """The pub/sub channel on which the run scripts publish each finished run's key."""
+        return f"{self.prefix}{{_index}}:finished"
 
 
 def lua_key_table() -> str:

@@ -35,6 +35,7 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import time
@@ -84,7 +85,9 @@ class RedisStore:
         policy: DeliveryPolicy | None = None,
     ) -> None:
         self._keys = KeySpace(prefix)
-        self._wire = RedisWire(codec or EventCodec.permissive(), finished_ttl_s, policy)
+        self._wire = RedisWire(
+            codec or EventCodec.permissive(), finished_ttl_s, policy, self._keys.finished_channel
+        )
         self._errors = ErrorTranslator(url)
         self._clients = RedisClients(url)
 
@@ -138,8 +141,13 @@ class RedisStore:
             # whose run was never created is dropped by the next listing or sweep.
             await self._script(
                 "index_add",
-                [self._keys.index, self._keys.index_seq, self._keys.active],
-                [run.run_id, self._wire.lease_ms],
+                [
+                    self._keys.index,
+                    self._keys.index_seq,
+                    self._keys.active(run.workflow),
+                    self._keys.workflows,
+                ],
+                [run.run_id, self._wire.lease_ms, run.workflow],
             )
             reply = as_list(await self._script("create_run", keys.all(), [spec]))
             if reply[0] == "exists":
@@ -181,15 +189,28 @@ class RedisStore:
             return bool(await self._script("finish_run", self._keys.run(run_id).all(), [spec]))
 
     async def wait_finished(self, run_id: str, timeout_s: float | None) -> RunRecord | None:
+        """The finished record; waits on the loop's one subscription to run ends.
+
+        Checked again at least every ``BLOCK_SLICE_S``, should a message be lost.
+        """
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        keys = self._keys.run(run_id)
+        key = self._keys.run(run_id).run
+        with self._errors():
+            clients = await self._clients.for_loop()
+            watcher = clients.finishes(self._keys.finished_channel)
         while True:
-            run = await self.get_run(run_id)
-            if run is None or run.finished:
-                return run
-            # the run's end adds the one entry of its "done" stream
-            if not await self._block(deadline, {keys.done: "0-0"}):
-                return None
+            with self._errors():
+                woken = await watcher.watch(key)  # before the check: no end is missed
+            try:
+                run = await self.get_run(run_id)
+                if run is None or run.finished:
+                    return run
+                remaining = BLOCK_SLICE_S if deadline is None else deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                await asyncio.wait([woken], timeout=min(remaining, BLOCK_SLICE_S))
+            finally:
+                watcher.forget(key, woken)
 
     async def _block(self, deadline: float | None, streams: dict[Any, Any]) -> bool:
         """Wait until one of ``streams`` has an entry after its id; False once past ``deadline``.
@@ -223,6 +244,7 @@ class RedisStore:
             self._wire.lease_ms,
             max(0, policy.max_deliveries),
             take_over or "",
+            self._wire.grace_ms,
         ]
         with self._errors():
             reply = await self._script("begin", keys.all(), args)
@@ -246,7 +268,7 @@ class RedisStore:
             reply = await self._script("commit", self._keys.run(run_id).all(), [spec])
             if commit.retry is not None and commit.retry_in_store:
                 # due before the sweeps would look at the run again, perhaps
-                await self._mark_active(run_id, commit.retry_delay_s)
+                await self._mark_active(run_id, commit.retry.workflow, commit.retry_delay_s)
         known = [*commit.routed, *(d for _, d in commit.resolved)]
         return self._wire.commit_result(reply, known)
 
@@ -259,25 +281,31 @@ class RedisStore:
     async def sweep(self, limit: int = 100, workflows: Sequence[str] = ()) -> Sequence[Recovered]:
         """Deliveries past their deadline, from the runs due for a look (see the module doc).
 
-        ``workflows`` restricts the sweep to runs of those workflows (a worker
-        sweeps only what it can execute); empty: every run.
+        ``workflows``: the workflows whose runs to sweep (a worker sweeps what it
+        can execute); empty: every workflow's.
         """
-        served = json.dumps(list(workflows))
         recovered: list[Recovered] = []
         with self._errors():
             clients = await self._clients.for_loop()
-            run_ids = await clients.scripts["due_runs"](
-                keys=[self._keys.active], args=[limit, self._wire.lease_ms]
-            )
-            for run_id in cast(list[str], run_ids):
-                args = [limit, self._wire.grace_ms, self._wire.lease_ms, served]
-                reply = as_list(await self._script("sweep_run", self._keys.run(run_id).all(), args))
-                if reply[0] == "gone":
-                    await clients.quick.zrem(self._keys.active, run_id)
-                    continue
-                await clients.quick.zadd(self._keys.active, {run_id: int(reply[1])}, xx=True)
-                if reply[0] == "ok":
-                    recovered.extend(self._wire.swept(run_id, reply[2]))
+            known = cast(set[str], await clients.quick.smembers(self._keys.workflows))
+            names = list(workflows) or sorted(known)
+            for workflow in names:
+                active = self._keys.active(workflow)
+                run_ids = await clients.scripts["due_runs"](
+                    keys=[active], args=[limit, self._wire.lease_ms]
+                )
+                for run_id in cast(list[str], run_ids):
+                    args = [limit, self._wire.grace_ms, self._wire.lease_ms, json.dumps([workflow])]
+                    keys = self._keys.run(run_id).all()
+                    reply = as_list(await self._script("sweep_run", keys, args))
+                    if reply[0] == "gone":
+                        await clients.quick.zrem(active, run_id)
+                        continue
+                    await clients.quick.zadd(active, {run_id: int(reply[1])}, xx=True)
+                    if reply[0] == "ok":
+                        recovered.extend(self._wire.swept(run_id, reply[2]))
+                    if len(recovered) >= limit:
+                        return recovered
         return recovered
 
     async def redispatch_soon(
@@ -288,13 +316,14 @@ class RedisStore:
         delay_ms = max(0, round(delay_s * 1000))
         keys = self._keys.run(run_id).all()
         with self._errors():
-            await self._script("redispatch_soon", keys, [delay_ms, *delivery_ids])
-            await self._mark_active(run_id, delay_s)
+            workflow = await self._script("redispatch_soon", keys, [delay_ms, *delivery_ids])
+            if workflow:
+                await self._mark_active(run_id, str(workflow), delay_s)
 
-    async def _mark_active(self, run_id: str, in_s: float) -> None:
+    async def _mark_active(self, run_id: str, workflow: str, in_s: float) -> None:
         clients = await self._clients.for_loop()
         await clients.scripts["mark_active"](
-            keys=[self._keys.active], args=[run_id, max(0, round(in_s * 1000))]
+            keys=[self._keys.active(workflow)], args=[run_id, max(0, round(in_s * 1000))]
         )
 
     def collect(

@@ -90,6 +90,8 @@ def parse(workflow: Workflow, data: dict[str, Any], serializer: BaseSerializer) 
             raise ContextSerdeError(
                 "Context dict specified in an invalid format: 'state' must be a dict"
             )
+        if state:
+            _check_state(workflow, state, serializer)
         workers = data.get("workers", {})
         if not isinstance(workers, dict):
             raise ContextSerdeError(
@@ -133,6 +135,23 @@ def parse(workflow: Workflow, data: dict[str, Any], serializer: BaseSerializer) 
         ) from exc
     except (TypeError, ValueError, AttributeError) as exc:
         raise ContextSerdeError(f"Context dict specified in an invalid format: {exc}") from exc
+
+
+def _check_state(workflow: Workflow, state: dict[str, Any], serializer: BaseSerializer) -> None:
+    """Decode the state once now, so that a corrupted or foreign one fails at ``from_dict``."""
+    from stalkflow.context.state_codec import StateCodec
+    from stalkflow.context.state_store import infer_state_type
+
+    codec: StateCodec[Any] = StateCodec(infer_state_type(workflow), serializer)
+    try:
+        codec.from_payload(state, serializer)
+    except ContextSerdeError:
+        raise
+    except Exception as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ContextSerdeError(
+            f"Context dict holds a state that cannot be restored: {first}"
+        ) from exc
 
 
 def _from_v0(data: dict[str, Any]) -> dict[str, Any]:

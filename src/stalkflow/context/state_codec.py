@@ -119,6 +119,16 @@ class StateCodec(Generic[M]):
             raise ContextSerdeError(f"Cannot parse store_type {store_type!r} as in-memory state")
         state_data = payload.get("state_data")
         if payload.get("state_type", "DictState") == "DictState" or self.untyped:
+            if state_data is not None and (
+                not isinstance(state_data, dict)
+                or (state_data and not isinstance(state_data.get("_data"), dict))
+            ):
+                # a foreign or corrupted dict: never silently start from an empty state
+                raise ContextSerdeError(
+                    "Context dict holds an untyped state in an unknown format: 'state_data' "
+                    "must be {'_data': {key: serialized value}} as Context.to_dict() writes it, "
+                    f"got {_shape(state_data)}"
+                )
             values = (state_data or {}).get("_data", {}) if isinstance(state_data, dict) else {}
             state: Any = self.new()
             decoded = {}
@@ -150,3 +160,9 @@ def _serialize(serializer: BaseSerializer, key: str, value: Any) -> str:
         raise StateSerializationError(
             f"Failed to serialize state value for key {key}: {exc}", key=key
         ) from exc
+
+
+def _shape(value: Any) -> str:
+    if isinstance(value, dict):
+        return f"an object with keys {sorted(map(str, value))[:5]}"
+    return f"a {type(value).__name__}"

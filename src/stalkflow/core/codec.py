@@ -36,6 +36,8 @@ import json
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from pydantic import PrivateAttr
+
 from stalkflow.core.deliveries import Delivery, ErrorInfo, Waiter
 from stalkflow.core.names import qualified_name
 from stalkflow.core.runs import RunRecord, RunStatus
@@ -102,6 +104,33 @@ def _find_loaded(name: str, bases: tuple[type[Event], ...]) -> type[Event] | Non
     return None
 
 
+class OpaqueEvent(Event):
+    """An event of a type unknown in this process, carried unchanged.
+
+    Only made by ``decode_event(..., opaque=True)``; it encodes back to exactly
+    the type name and data it was decoded from, so a worker that knows the type
+    rebuilds the real event.
+    """
+
+    _opaque_type: str = PrivateAttr(default="")
+    _opaque_data: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @classmethod
+    def of(cls, type_name: str, data: Mapping[str, Any]) -> OpaqueEvent:
+        event = cls()
+        event._opaque_type = type_name
+        event._opaque_data = dict(data)
+        return event
+
+    @property
+    def opaque_type(self) -> str:
+        return self._opaque_type
+
+    @property
+    def opaque_data(self) -> Mapping[str, Any]:
+        return self._opaque_data
+
+
 class EventCodec:
     """Encodes and decodes the values of a run as JSON, accepting known event types only.
 
@@ -136,6 +165,8 @@ class EventCodec:
         """
         if not isinstance(ev, Event):
             raise EventCodecError(f"Only events can be encoded, not {type(ev).__name__}")
+        if isinstance(ev, OpaqueEvent):
+            return {"type": ev.opaque_type, "data": dict(ev.opaque_data)}
         return {"type": type_name(type(ev)), "data": event_to_payload(ev)}
 
     def decode_event(
@@ -144,11 +175,15 @@ class EventCodec:
         obj: Any,
         *,
         known: Mapping[str, type[Event]] | None = None,
+        opaque: bool = False,
     ) -> Event:
         """Rebuild an event of ``workflow`` from :meth:`encode_event` output.
 
         ``known`` adds classes the caller holds and vouches for (for example
-        the ``expected`` types of ``collect_events``).
+        the ``expected`` types of ``collect_events``). With ``opaque``, an event
+        of a type unknown here comes back as an ``OpaqueEvent`` that re-encodes
+        exactly as it came: a process that only carries it (answering a waiter
+        of a workflow it never imported) needs no class.
 
         Raises:
             EventCodecError: the value is malformed, fails validation, or names
@@ -160,7 +195,13 @@ class EventCodec:
         data = obj.get("data")
         if not isinstance(name, str) or not isinstance(data, dict):
             raise EventCodecError("An encoded event needs a string 'type' and an object 'data'")
-        return event_from_payload(self.event_type(workflow, name, known=known), data)
+        try:
+            kind = self.event_type(workflow, name, known=known)
+        except EventCodecError:
+            if not opaque:
+                raise
+            return OpaqueEvent.of(name, data)
+        return event_from_payload(kind, data)
 
     def event_type(
         self, workflow: str, name: str, *, known: Mapping[str, type[Event]] | None = None
@@ -210,7 +251,7 @@ class EventCodec:
             "recoveries": d.recoveries,
         }
 
-    def decode_delivery(self, obj: Any) -> Delivery:
+    def decode_delivery(self, obj: Any, *, opaque: bool = False) -> Delivery:
         """Rebuild a delivery; its events are decoded for its own workflow."""
         fields = _Fields(obj, "delivery")
         workflow = fields.text("workflow")
@@ -219,14 +260,16 @@ class EventCodec:
             run_id=fields.text("run_id"),
             workflow=workflow,
             step=fields.text("step"),
-            event=self.decode_event(workflow, fields.get("event")),
+            event=self.decode_event(workflow, fields.get("event"), opaque=opaque),
             delivery_id=fields.text("delivery_id"),
             attempt=fields.integer("attempt"),
             first_attempt_at=fields.optional_number("first_attempt_at"),
             last_error=_error_from(fields.get("last_error")),
             last_failed_at=fields.optional_number("last_failed_at"),
             resolved={
-                str(waiter_id): None if ev is None else self.decode_event(workflow, ev)
+                str(waiter_id): None
+                if ev is None
+                else self.decode_event(workflow, ev, opaque=opaque)
                 for waiter_id, ev in resolved.items()
             },
             expires_waiter=fields.optional_text("expires_waiter"),
@@ -242,12 +285,23 @@ class EventCodec:
             "timeout_s": w.timeout_s,
         }
 
-    def decode_waiter(self, obj: Any) -> Waiter:
+    def decode_waiter(self, obj: Any, *, opaque: bool = False) -> Waiter:
+        """Rebuild a waiter; with ``opaque``, types unknown here are carried, not refused.
+
+        A waiter for a type unknown here gets ``OpaqueEvent`` as its type, which
+        no event sent from this process can match.
+        """
         fields = _Fields(obj, "waiter")
-        delivery = self.decode_delivery(fields.get("delivery"))
+        delivery = self.decode_delivery(fields.get("delivery"), opaque=opaque)
+        try:
+            event_type = self.event_type(delivery.workflow, fields.text("event_type"))
+        except EventCodecError:
+            if not opaque:
+                raise
+            event_type = OpaqueEvent
         return Waiter(
             waiter_id=fields.text("waiter_id"),
-            event_type=self.event_type(delivery.workflow, fields.text("event_type")),
+            event_type=event_type,
             requirements=dict(fields.mapping("requirements")),
             delivery=delivery,
             timeout_s=fields.optional_number("timeout_s"),

@@ -32,7 +32,7 @@ from starlette.middleware import Middleware
 from stalkflow.engine import Engine, get_engine
 from stalkflow.errors import BackendError, EventCodecError
 from stalkflow.events import Event
-from stalkflow.server import api, streaming
+from stalkflow.server import api, streaming, ui
 from stalkflow.server.auth import API_KEY_ENV, ApiKeyMiddleware
 from stalkflow.server.limits import DEFAULT_MAX_BODY_BYTES, BodyLimitMiddleware
 from stalkflow.server.service import ServerOptions, Service
@@ -81,6 +81,7 @@ class WorkflowServer:
         accept_context_api: Accept a saved ``context`` in run requests.
         middleware: Starlette middleware around the routes (CORS, for example).
         stream_poll_s: The longest single wait of a stream reader on the store.
+        ui: Serve the run viewer pages under ``/ui/`` (see ``stalkflow.server.ui``).
     """
 
     def __init__(
@@ -93,6 +94,7 @@ class WorkflowServer:
         accept_context_api: bool = False,
         middleware: Sequence[Middleware] | None = None,
         stream_poll_s: float = 5.0,
+        ui: bool = True,
     ) -> None:
         if sse_heartbeat_interval is not None and sse_heartbeat_interval <= 0:
             raise ValueError("sse_heartbeat_interval must be positive, or None")
@@ -106,10 +108,14 @@ class WorkflowServer:
         )
         self._service = Service(self.engine, options)
         key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
-        self.app = self._build_app(key or None, max_body_bytes, middleware)
+        self.app = self._build_app(key or None, max_body_bytes, middleware, ui)
 
     def _build_app(
-        self, api_key: str | None, max_body_bytes: int, middleware: Sequence[Middleware] | None
+        self,
+        api_key: str | None,
+        max_body_bytes: int,
+        middleware: Sequence[Middleware] | None,
+        with_ui: bool,
     ) -> FastAPI:
         app = FastAPI(
             title="stalkflow workflows API",
@@ -118,12 +124,15 @@ class WorkflowServer:
         )
         app.include_router(api.build_router(self._service))
         app.include_router(streaming.build_router(self._service))
+        app.include_router(ui.build_router(self._service))
         app.add_exception_handler(BackendError, _backend_unavailable)
         app.add_exception_handler(EventCodecError, _unreadable)
         # The last added is the outermost: the key is checked before any body is read.
         app.add_middleware(BodyLimitMiddleware, max_body_bytes=max_body_bytes)
         if api_key:
             app.add_middleware(ApiKeyMiddleware, api_key=api_key)
+        if with_ui:  # its pages hold no data: served ahead of the key (their script sends it)
+            app.add_middleware(ui.UiPages)
         return app
 
     # --- workflows --------------------------------------------------------------------

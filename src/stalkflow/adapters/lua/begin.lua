@@ -1,9 +1,10 @@
 -- Decide whether a delivery runs now, and claim it for the caller.
 -- ARGV: delivery id, token, lease (ms), max deliveries (0: no limit), the token
--- of a holder the caller knows to be dead ('' if none).
+-- of a holder the caller knows to be dead ('' if none), dispatch grace (ms).
 -- Returns {status, record, status, updated_at, outcome, token, begins, redispatch}:
 -- missing | finished | duplicate (redispatch: what its commit released that never
--- started, as {id, json} pairs) | busy (another execution's claim is live) |
+-- started and is overdue, as {id, json} pairs; each gets a fresh grace) |
+-- busy (another execution's claim is live) |
 -- exhausted (started max deliveries times) | run (token: the claim; '' when the
 -- delivery was not released here, so nothing is claimed). A busy reply's token
 -- is the holder's.
@@ -20,14 +21,21 @@ if run[2] ~= 'running' then
 end
 local id, token = ARGV[1], ARGV[2]
 if redis.call('SISMEMBER', K.committed, id) == 1 then
+  -- The outbox: what this delivery's commit released that never started and is
+  -- overdue (its dispatch failed and was marked so, or its grace ran out). Only
+  -- overdue ones: a duplicate message must not re-send children that merely wait
+  -- in the broker's queue, or duplicates would breed down the run.
   local again = {}
   local raw = redis.call('HGET', K.outbox, id)
   if raw then
+    local now = now_ms()
     for _, child in ipairs(cjson.decode(raw)) do
-      if redis.call('HEXISTS', K.claims, child) == 0
+      local deadline = redis.call('ZSCORE', K.leases, child)
+      if deadline and tonumber(deadline) <= now and redis.call('HEXISTS', K.claims, child) == 0
           and redis.call('SISMEMBER', K.sched, child) == 0 then
         local json = redis.call('HGET', K.inprog, child)
         if json then
+          redis.call('ZADD', K.leases, now + tonumber(ARGV[6]), child)
           again[#again + 1] = {child, json}
         end
       end

@@ -93,6 +93,10 @@ local function finish(f)
   for _, key in ipairs(KEYS) do
     redis.call('PEXPIRE', key, f.ttl_ms)
   end
+  if f.channel then
+    -- wakes every client waiting for this run's end (FinishWatcher)
+    redis.call('PUBLISH', f.channel, K.run)
+  end
 end
 
 local function running()

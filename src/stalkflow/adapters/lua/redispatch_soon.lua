@@ -1,7 +1,8 @@
 -- Make released deliveries that were never started due for the sweep soon
--- (their dispatch failed). ARGV: delay (ms), delivery ids.
+-- (their dispatch failed). ARGV: delay (ms), delivery ids. Returns the run's
+-- workflow (whose sweeps must look at it), or '' if it is not running.
 if redis.call('EXISTS', K.run) == 0 or not running() then
-  return 0
+  return ''
 end
 local due = now_ms() + tonumber(ARGV[1])
 for i = 2, #ARGV do
@@ -10,4 +11,4 @@ for i = 2, #ARGV do
     redis.call('ZADD', K.leases, due, id)
   end
 end
-return 1
+return redis.call('HGET', K.run, 'workflow')
