@@ -47,10 +47,16 @@ if TYPE_CHECKING:
 
 
 class WorkflowRegistry:
-    """Workflows by name, so that a worker can execute deliveries of any of them."""
+    """Workflows by name, so that a worker can execute deliveries of any of them.
+
+    ``register`` keeps a workflow for good (a worker's served workflows);
+    ``remember`` keeps it only while the application holds it, so that a
+    process starting runs of many short-lived instances does not keep them all.
+    """
 
     def __init__(self) -> None:
         self._workflows: dict[str, Workflow] = {}
+        self._remembered: weakref.WeakValueDictionary[str, Workflow] = weakref.WeakValueDictionary()
         self._lock = threading.Lock()
 
     def register(self, workflow: Workflow, *, replace: bool = True) -> None:
@@ -58,14 +64,20 @@ class WorkflowRegistry:
             if replace or workflow.workflow_name not in self._workflows:
                 self._workflows[workflow.workflow_name] = workflow
 
+    def remember(self, workflow: Workflow) -> None:
+        """Know ``workflow`` by name while it is alive, unless one is registered."""
+        with self._lock:
+            if workflow.workflow_name not in self._workflows:
+                self._remembered.setdefault(workflow.workflow_name, workflow)
+
     def get(self, name: str) -> Workflow:
-        try:
-            return self._workflows[name]
-        except KeyError:
-            raise UnknownWorkflowError(name) from None
+        found = self._workflows.get(name) or self._remembered.get(name)
+        if found is None:
+            raise UnknownWorkflowError(name)
+        return found
 
     def names(self) -> list[str]:
-        return sorted(self._workflows)
+        return sorted({*self._workflows, *self._remembered})
 
 
 class Engine:
@@ -119,9 +131,13 @@ class Engine:
             routes=workflow._plan().routing.routes(),
         )
         self._live[run_id] = workflow
-        self.registry.register(workflow, replace=False)
+        self.registry.remember(workflow)
         released = await self.store.create_run(record, seed)
         await self._send(run_id, released)
+        if seed.stream:
+            await self.store.append_stream(run_id, list(seed.stream))
+        for waiter in seed.waiters:  # restored from a snapshot: their timeouts start anew
+            await self.schedule_waiter_timeout(run_id, waiter)
         return record
 
     async def get_run(self, run_id: str) -> RunRecord:

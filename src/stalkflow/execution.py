@@ -181,6 +181,8 @@ class Executor:
         # claims of executions that failed on a backend error: an execution of the
         # same delivery retried in place here takes its claim back
         self._held: dict[str, str] = {}
+        # slot indices in use per (run, step), for StepStateChanged.worker_id
+        self._slots: dict[tuple[str, str], set[int]] = {}
 
     @property
     def settings(self) -> ExecutionSettings:
@@ -241,18 +243,21 @@ class Executor:
         store = self._engine.store
         workflow = self._engine.workflow_for(delivery)
         plan = workflow._plan()
+        slots = self._slots.setdefault((delivery.run_id, delivery.step), set())
+        slot = next(i for i in range(len(slots) + 1) if i not in slots)
+        slots.add(slot)
         await store.append_stream(
             delivery.run_id,
             [
                 StepStateChanged(
                     name=delivery.step,
                     step_state=StepState.RUNNING,
-                    worker_id=str(delivery.attempt - 1),
+                    worker_id=str(slot),
                     input_event_name=type(delivery.event).__name__,
                 )
             ],
         )
-        scope = StepScope(delivery)
+        scope = StepScope(delivery, worker_id=str(slot))
         heartbeat = _Heartbeat(store, delivery, begin)
         try:
             outcome = await self._run_body(workflow, plan, delivery, scope, run)
@@ -261,6 +266,9 @@ class Executor:
             result = await store.commit(delivery.run_id, commit)
         finally:
             heartbeat.stop()
+            slots.discard(slot)
+            if not slots:
+                self._slots.pop((delivery.run_id, delivery.step), None)
         if not result.committed and not result.status.finished:
             logger.info(
                 "The commit of %s changed nothing: it was committed already, or another "
@@ -338,7 +346,7 @@ class Executor:
         done = StepStateChanged(
             name=delivery.step,
             step_state=StepState.NOT_RUNNING,
-            worker_id=str(delivery.attempt - 1),
+            worker_id=scope.worker_id,
             input_event_name=str(type(delivery.event)),
             output_event_name=(
                 str(type(outcome.event))
@@ -347,7 +355,18 @@ class Executor:
             ),
         )
         if isinstance(outcome, Failed):
-            return self._failure_commit(plan, delivery, outcome, run, done)
+            failure = self._failure_commit(plan, delivery, outcome, run, done)
+            if not scope.sent or failure.outcome is not None:
+                return failure
+            # Events a failed attempt already sent are delivered, as upstream's are
+            # (it routes them the moment they are sent); a retry sends its own.
+            routed, resolved, stream, _ = await self._route(plan, delivery, scope.sent)
+            return dataclasses.replace(
+                failure,
+                routed=[*failure.routed, *routed],
+                resolved=[*failure.resolved, *resolved],
+                stream=[*stream, *failure.stream],
+            )
         outputs = list(scope.sent)
         if isinstance(outcome, Returned) and outcome.event is not None:
             outputs.append((outcome.event, None))
@@ -454,7 +473,7 @@ class Executor:
         handler = plan.catch_handlers.get(delivery.step)
         if handler is not None and isinstance(error, Exception):
             budget = plan.configs[handler].catch_error_max_recoveries
-            if delivery.recoveries < budget:
+            if delivery.recoveries.get(handler, 0) < budget:
                 failed_event = StepFailedEvent(
                     step_name=delivery.step,
                     input_event=delivery.event,
@@ -469,7 +488,10 @@ class Executor:
                     step=handler,
                     event=failed_event,
                     delivery_id=child_delivery_id(delivery.delivery_id, 0, handler),
-                    recoveries=delivery.recoveries + 1,
+                    recoveries={
+                        **delivery.recoveries,
+                        handler: delivery.recoveries.get(handler, 0) + 1,
+                    },
                 )
                 return Commit(delivery=delivery, routed=[recovery], stream=[done])
         terminal = WorkflowFailedEvent(

@@ -160,6 +160,8 @@ class RunSeed:
     deliveries: Sequence[Delivery] = ()
     waiters: Sequence[Waiter] = ()
     buffers: Mapping[tuple[str, str], Sequence[Event]] = dataclasses.field(default_factory=dict)
+    # published to the stream once the run exists (a restored waiter's prompt)
+    stream: Sequence[Event] = ()
 
 
 @dataclasses.dataclass(frozen=True)

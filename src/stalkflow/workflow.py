@@ -9,9 +9,9 @@ import threading
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from stalkflow.context.context import Context
-from stalkflow.context.snapshot import seed_deliveries
+from stalkflow.context.snapshot import restored_waiters, seed_deliveries
 from stalkflow.context.state_store import infer_state_type
-from stalkflow.core.deliveries import Delivery
+from stalkflow.core.deliveries import Delivery, Waiter
 from stalkflow.core.ids import new_delivery_id, new_run_id
 from stalkflow.core.names import qualified_name
 from stalkflow.core.routing import RoutingTable
@@ -68,6 +68,7 @@ class _WorkflowMeta(type):
         super().__init__(name, bases, namespace)
         # Free-function steps belong to exactly this class, never to subclasses.
         cls._step_functions: dict[str, Any] = {}
+        cls._step_functions_version = 0  # bumped by add_step; invalidates cached plans
 
 
 class Workflow(metaclass=_WorkflowMeta):
@@ -89,6 +90,7 @@ class Workflow(metaclass=_WorkflowMeta):
     """
 
     _step_functions: ClassVar[dict[str, Any]]
+    _step_functions_version: ClassVar[int]
 
     def __init__(
         self,
@@ -117,7 +119,8 @@ class Workflow(metaclass=_WorkflowMeta):
         if skip_graph_checks:
             unknown_graph_checks(skip_graph_checks)
         self._skip_graph_checks = frozenset(skip_graph_checks or ())
-        self._validated: bool | None = None
+        self._validation_result: bool | None = None
+        self._validated_version = -1
         self._cached_plan: Plan | None = None
         self._plan_lock = threading.Lock()
 
@@ -138,6 +141,7 @@ class Workflow(metaclass=_WorkflowMeta):
                 f"A step {name} is already part of this workflow, please choose another name."
             )
         cls._step_functions[name] = func
+        cls._step_functions_version += 1
 
     def _get_steps(self) -> dict[str, Any]:
         """Step name to callable: bound methods, plus this class's free functions.
@@ -145,7 +149,7 @@ class Workflow(metaclass=_WorkflowMeta):
         Cached per instance; ``add_step`` (the only way steps change after the
         class is built) invalidates it.
         """
-        version = len(type(self)._step_functions)
+        version = type(self)._step_functions_version
         cached = self.__dict__.get("_steps_cache")
         if cached is not None and cached[0] == version:
             return dict(cached[1])
@@ -224,32 +228,43 @@ class Workflow(metaclass=_WorkflowMeta):
         return hitl
 
     def _check_resources(self) -> None:
+        """Resolve every resource once, as the steps will; report each failure by step."""
+        from stalkflow._sync import run_blocking
         from stalkflow.resource import resolve_resources
 
-        manager = ResourceManager()
+        async def resolve_all() -> list[str]:
+            errors = []
+            for name, config in self.step_configs().items():
+                for definition in config.resources:
+                    try:
+                        await resolve_resources(self._resource_manager, [definition])
+                    except Exception as exc:
+                        errors.append(f"In step '{name}', parameter '{definition.name}': {exc}")
+            return errors
 
-        async def resolve_all() -> None:
-            for config in self.step_configs().values():
-                if config.resources:
-                    await resolve_resources(manager, config.resources)
+        errors = run_blocking(resolve_all)
+        if errors:
+            raise WorkflowValidationError(
+                "Resource validation failed:\n" + "\n".join(f"  - {e}" for e in errors)
+            )
 
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            asyncio.run(resolve_all())
-        else:
-            from stalkflow._sync import run_blocking
-
-            run_blocking(resolve_all)
+    def _validate(self) -> bool:
+        """Validate once per step set (``add_step`` invalidates); False when disabled."""
+        if self._disable_validation:
+            return False
+        version = type(self)._step_functions_version
+        if self._validation_result is None or self._validated_version != version:
+            self._validation_result = self.validate()
+            self._validated_version = version
+        return self._validation_result
 
     def _ensure_valid(self) -> None:
-        if self._validated is None:
-            self._validated = False if self._disable_validation else self.validate()
+        self._validate()
 
     def _plan(self) -> Plan:
         """The compiled workflow (built once per instance, rebuilt after ``add_step``)."""
         plan = self._cached_plan
-        if plan is not None and plan.version == len(type(self)._step_functions):
+        if plan is not None and plan.version == type(self)._step_functions_version:
             return plan
         with self._plan_lock:
             steps = self._get_steps()
@@ -265,7 +280,7 @@ class Workflow(metaclass=_WorkflowMeta):
                     if handler is not None:
                         handlers[name] = handler
             plan = Plan(
-                version=len(type(self)._step_functions),
+                version=type(self)._step_functions_version,
                 name=self.workflow_name,
                 steps=steps,
                 configs=configs,  # type: ignore[arg-type]
@@ -282,12 +297,19 @@ class Workflow(metaclass=_WorkflowMeta):
 
     # --- running ----------------------------------------------------------------------------
 
-    def _start_event(self, start_event: StartEvent | None, kwargs: dict[str, Any]) -> StartEvent:
+    def _get_start_event_instance(
+        self, start_event: StartEvent | None, **kwargs: Any
+    ) -> StartEvent:
+        """The run's StartEvent: ``start_event`` itself, or one built from ``kwargs``."""
         if start_event is not None:
             if not isinstance(start_event, StartEvent):
                 raise ValueError("The 'start_event' argument must be an instance of 'StartEvent'.")
             if kwargs:
-                logger.warning("Keyword arguments are ignored when a start_event is given")
+                logger.warning(
+                    "Keyword arguments are not supported when 'run()' is invoked with the "
+                    "'start_event' parameter. These keyword arguments will be ignored: %s",
+                    kwargs,
+                )
             return start_event
         try:
             return self._start_event_class(**kwargs)
@@ -310,6 +332,8 @@ class Workflow(metaclass=_WorkflowMeta):
         resumes without a new StartEvent; a context whose run completed starts
         a new run that keeps its state.
         """
+        if start_event is not None and not isinstance(start_event, StartEvent):
+            raise ValueError("The 'start_event' argument must be an instance of 'StartEvent'.")
         asyncio.get_running_loop()
         self._ensure_valid()
         run_id = kwargs.pop("run_id", None) or new_run_id()
@@ -322,7 +346,7 @@ class Workflow(metaclass=_WorkflowMeta):
         restored = ctx._restored
         resume = restored is not None and restored.is_running
         infer_state_type(self)  # raises for incompatible state types, synchronously
-        event = None if resume else self._start_event(start_event, kwargs)
+        event = None if resume else self._get_start_event_instance(start_event, **kwargs)
         seed = self._seed(ctx, run_id, event)
         engine = self.engine
         previous_run = ctx._run_id
@@ -357,9 +381,11 @@ class Workflow(metaclass=_WorkflowMeta):
         plan = self._plan()
         restored = ctx._restored
         deliveries: list[Delivery] = []
+        waiters: list[Waiter] = []
         buffers = {}
         if event is None and restored is not None:
             deliveries = seed_deliveries(restored, run_id, self.workflow_name)
+            waiters = restored_waiters(restored, run_id, self.workflow_name)
             buffers = restored.buffers
         elif event is not None:
             deliveries = [
@@ -367,7 +393,14 @@ class Workflow(metaclass=_WorkflowMeta):
                 for name in plan.routing.route(event).steps
             ]
         return RunSeed(
-            caps=plan.caps, state=ctx._seed_state(), deliveries=deliveries, buffers=buffers
+            caps=plan.caps,
+            state=ctx._seed_state(),
+            deliveries=deliveries,
+            waiters=waiters,
+            buffers=buffers,
+            stream=[w.waiter_event for w in restored.waiters if w.waiter_event is not None]
+            if event is None and restored is not None
+            else [],
         )
 
     def _run_slot(self) -> asyncio.Semaphore:

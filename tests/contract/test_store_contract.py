@@ -186,7 +186,7 @@ async def test_deliveries_come_back_as_they_were_stored(store: Store) -> None:
         last_error=ErrorInfo("builtins.ValueError", "boom", step="a", traceback="tb"),
         last_failed_at=1001.25,
         resolved={"w0": Answer(text="yes"), "w1": None},
-        recoveries=1,
+        recoveries={"handler": 1},
     )
     queued = delivery(run.run_id, "a", Pong(n=8))
 

@@ -208,7 +208,7 @@ def test_a_delivery_round_trips_with_every_field(codec: EventCodec) -> None:
         last_failed_at=1001.5,
         resolved={"w0": Answer(text="yes"), "w1": None},
         expires_waiter="w2",
-        recoveries=2,
+        recoveries={"recover": 2},
     )
 
     decoded = codec.decode_delivery(wire(codec, codec.encode_delivery(original)))

@@ -217,7 +217,7 @@ class Context(Generic[MODEL_T]):
             if event is None:
                 raise asyncio.TimeoutError(f"Timed out waiting for {event_type.__name__}")
             return event  # type: ignore[return-value]
-        waiter = Waiter(key, event_type, dict(requirements), scope.delivery, timeout)
+        waiter = Waiter(key, event_type, dict(requirements), scope.delivery, timeout, waiter_event)
         raise WaitingForEvent(waiter, waiter_event)
 
     def write_event_to_stream(self, ev: Event | None) -> None:

@@ -4,20 +4,23 @@ The format is upstream's (version 2, as llama-index-workflows 2.26 writes it;
 versions 0 and 1 are read too), so a dict saved by llama-index-workflows
 restores here and the other way round: ``{"version": 2, "state": ..., "is_running": ...,
 "workers": {step: {"queue", "in_progress", "collected_events",
-"collected_waiters"}}}``, events as serializer strings. A waiter is restored by
-re-running its step, which registers it again (upstream does the same, since
-requirements are not serialized).
+"collected_waiters"}}}``, events as serializer strings. A waiter is restored as
+a waiter, so an answer sent right after the resume finds it. Its requirements
+are written too when the serializer can encode them (an extra key upstream
+ignores); a waiter whose requirements could not be written matches its event
+type alone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from stalkflow._sync import run_blocking
 from stalkflow.context.serializers import BaseSerializer, JsonSerializer
 from stalkflow.context.state_codec import StateCodec
-from stalkflow.core.deliveries import Delivery, ErrorInfo
+from stalkflow.core.deliveries import Delivery, ErrorInfo, Waiter
 from stalkflow.core.ids import new_delivery_id
 from stalkflow.core.runs import RunStatus
 from stalkflow.errors import ContextSerdeError
@@ -40,6 +43,18 @@ class Restored:
     state: dict[str, Any] | None
     queued: list[tuple[str, Event, int]]
     buffers: dict[tuple[str, str], list[Event]]
+    waiters: list[RestoredWaiter] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(frozen=True)
+class RestoredWaiter:
+    step: str
+    waiter_id: str
+    event: Event
+    event_type: type[Event]
+    requirements: dict[str, Any]
+    timeout_s: float | None
+    waiter_event: Event | None = None
 
 
 def rebuild_exception(error: ErrorInfo) -> Exception:
@@ -99,6 +114,7 @@ def parse(workflow: Workflow, data: dict[str, Any], serializer: BaseSerializer) 
             )
         steps = set(workflow._plan().configs)
         queued: list[tuple[str, Event, int]] = []
+        waiters: list[RestoredWaiter] = []
         buffers: dict[tuple[str, str], list[Event]] = {}
         for step_name, worker in workers.items():
             if step_name not in steps:
@@ -116,7 +132,7 @@ def parse(workflow: Workflow, data: dict[str, Any], serializer: BaseSerializer) 
                 raw_event = raw["event"] if isinstance(raw, dict) else raw
                 queued.append((step_name, _decode_event(serializers, raw_event), 0))
             for waiter in worker.get("collected_waiters", []):
-                queued.append((step_name, _decode_event(serializers, waiter["event"]), 0))
+                waiters.append(_restore_waiter(workflow, step_name, waiter, serializers))
             for buffer_id, events in worker.get("collected_events", {}).items():
                 buffers[(step_name, buffer_id)] = [_decode_event(serializers, e) for e in events]
         return Restored(
@@ -125,6 +141,7 @@ def parse(workflow: Workflow, data: dict[str, Any], serializer: BaseSerializer) 
             state=state,
             queued=queued,
             buffers=buffers,
+            waiters=waiters,
         )
     except ContextSerdeError:
         raise
@@ -135,6 +152,47 @@ def parse(workflow: Workflow, data: dict[str, Any], serializer: BaseSerializer) 
         ) from exc
     except (TypeError, ValueError, AttributeError) as exc:
         raise ContextSerdeError(f"Context dict specified in an invalid format: {exc}") from exc
+
+
+def _restore_waiter(
+    workflow: Workflow, step: str, raw: dict[str, Any], serializers: list[BaseSerializer]
+) -> RestoredWaiter:
+    from stalkflow.context.serializers import resolve_qualified_name
+
+    name = str(raw["waiting_for_event"])
+    event_type = workflow._plan().event_types.get(name)
+    if event_type is None:  # a type only named in a wait_for_event call; trusted input
+        event_type = resolve_qualified_name(name)
+    if not (isinstance(event_type, type) and issubclass(event_type, Event)):
+        raise ContextSerdeError(f"Context dict names a waiter for {name!r}, which is no event")
+    requirements: dict[str, Any] = {}
+    if raw.get("requirements") is not None:
+        requirements = dict(serializers[-1].deserialize(raw["requirements"]))
+    timeout = raw.get("timeout")
+    prompt = raw.get("waiter_event")
+    return RestoredWaiter(
+        waiter_event=None if prompt is None else _decode_event(serializers, prompt),
+        step=step,
+        waiter_id=str(raw["waiter_id"]),
+        event=_decode_event(serializers, raw["event"]),
+        event_type=event_type,
+        requirements=requirements,
+        timeout_s=None if timeout is None else float(timeout),
+    )
+
+
+def restored_waiters(restored: Restored, run_id: str, workflow: str) -> list[Waiter]:
+    return [
+        Waiter(
+            waiter_id=w.waiter_id,
+            event_type=w.event_type,
+            requirements=w.requirements,
+            delivery=Delivery(run_id, workflow, w.step, w.event, new_delivery_id()),
+            timeout_s=w.timeout_s,
+            waiter_event=w.waiter_event,
+        )
+        for w in restored.waiters
+    ]
 
 
 def _check_state(workflow: Workflow, state: dict[str, Any], serializer: BaseSerializer) -> None:
@@ -209,15 +267,20 @@ def export(
         for delivery in snap.in_progress:
             workers[delivery.step]["in_progress"].append(_queue_item(delivery, serializer))
         for waiter in snap.waiters:
-            workers[waiter.delivery.step]["collected_waiters"].append(
-                {
-                    "waiter_id": waiter.waiter_id,
-                    "event": serializer.serialize(waiter.delivery.event),
-                    "waiting_for_event": _type_name(waiter.event_type),
-                    "has_requirements": bool(waiter.requirements),
-                    "resolved_event": None,
-                }
-            )
+            entry: dict[str, Any] = {
+                "waiter_id": waiter.waiter_id,
+                "event": serializer.serialize(waiter.delivery.event),
+                "waiting_for_event": _type_name(waiter.event_type),
+                "has_requirements": bool(waiter.requirements),
+                "resolved_event": None,
+                "timeout": waiter.timeout_s,
+            }
+            if waiter.waiter_event is not None:
+                entry["waiter_event"] = serializer.serialize(waiter.waiter_event)
+            if waiter.requirements:
+                with contextlib.suppress(Exception):  # not encodable: matched by type alone
+                    entry["requirements"] = serializer.serialize(dict(waiter.requirements))
+            workers[waiter.delivery.step]["collected_waiters"].append(entry)
         for (step_name, buffer_id), events in snap.buffers.items():
             workers[step_name]["collected_events"][buffer_id] = [
                 serializer.serialize(e) for e in events
@@ -241,5 +304,5 @@ def _queue_item(delivery: Delivery, serializer: BaseSerializer) -> dict[str, Any
         "first_attempt_at": delivery.first_attempt_at,
         "last_exception": None,
         "last_failed_at": delivery.last_failed_at,
-        "recovery_counts": {},
+        "recovery_counts": dict(delivery.recoveries),
     }

@@ -41,6 +41,8 @@ class WaitingForEvent(BaseException):
 @dataclasses.dataclass
 class StepScope:
     delivery: Delivery
+    # the smallest slot index free among this run's executions of the step here
+    worker_id: str = "0"
     sent: list[tuple[Event, str | None]] = dataclasses.field(default_factory=list)
     writes: list[asyncio.Future[Any]] = dataclasses.field(default_factory=list)
 

@@ -248,7 +248,7 @@ class EventCodec:
                 for waiter_id, ev in d.resolved.items()
             },
             "expires_waiter": d.expires_waiter,
-            "recoveries": d.recoveries,
+            "recoveries": dict(d.recoveries),
         }
 
     def decode_delivery(self, obj: Any, *, opaque: bool = False) -> Delivery:
@@ -273,13 +273,17 @@ class EventCodec:
                 for waiter_id, ev in resolved.items()
             },
             expires_waiter=fields.optional_text("expires_waiter"),
-            recoveries=fields.integer("recoveries"),
+            recoveries={
+                str(handler): int(count)
+                for handler, count in dict(fields.get("recoveries") or {}).items()
+            },
         )
 
     def encode_waiter(self, w: Waiter) -> dict[str, Any]:
         return {
             "waiter_id": w.waiter_id,
             "event_type": type_name(w.event_type),
+            "waiter_event": None if w.waiter_event is None else self.encode_event(w.waiter_event),
             "requirements": dict(w.requirements),
             "delivery": self.encode_delivery(w.delivery),
             "timeout_s": w.timeout_s,
@@ -302,6 +306,9 @@ class EventCodec:
         return Waiter(
             waiter_id=fields.text("waiter_id"),
             event_type=event_type,
+            waiter_event=None
+            if fields.get("waiter_event") is None
+            else self.decode_event(delivery.workflow, fields.get("waiter_event"), opaque=opaque),
             requirements=dict(fields.mapping("requirements")),
             delivery=delivery,
             timeout_s=fields.optional_number("timeout_s"),

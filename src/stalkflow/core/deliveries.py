@@ -77,7 +77,8 @@ class Delivery:
     last_failed_at: float | None = None
     resolved: Mapping[str, Event | None] = dataclasses.field(default_factory=dict)
     expires_waiter: str | None = None
-    recoveries: int = 0
+    # per @catch_error handler, how often it has recovered this lineage of events
+    recoveries: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def lineage_id(self) -> str:
@@ -105,6 +106,7 @@ class Waiter:
     requirements: Mapping[str, Any]
     delivery: Delivery
     timeout_s: float | None = None
+    waiter_event: Event | None = None  # the prompt published when it was registered
 
     def matches(self, event: Event) -> bool:
         """Exact type, and every requirement equal to the event's attribute."""
