@@ -9,6 +9,7 @@ import html
 import json
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from tests.cli._harness import REPO_ROOT, embedded_env, stalkflow, stalkflow_all
@@ -129,6 +130,34 @@ def test_draw_writes_a_mermaid_file_and_a_self_contained_html_page(tmp_path: Pat
     body = page.split('<pre class="mermaid">', 1)[1].split("</pre>", 1)[0]
     assert html.unescape(body).strip() == mermaid.strip()
     assert "mermaid.initialize" in page
+
+
+def test_draw_svg_is_a_standalone_picture_naming_the_steps(tmp_path: Path) -> None:
+    svg_file = tmp_path / "flow.svg"
+
+    printed, written = stalkflow_all(
+        [
+            ["draw", f"{FLOWS}:Pipeline", "--format", "svg"],
+            ["draw", f"{FLOWS}:Pipeline", "-o", str(svg_file)],  # the format from the suffix
+        ],
+        env=embedded_env(),
+    )
+
+    assert printed.returncode == 0 and written.returncode == 0, written.stderr
+    assert f"wrote {svg_file} (svg)" in written.stderr
+    assert svg_file.read_text() == printed.stdout
+    svg = ET.fromstring(printed.stdout)
+    ns = {"svg": "http://www.w3.org/2000/svg"}
+    assert svg.tag == "{http://www.w3.org/2000/svg}svg"
+    assert svg.findtext("svg:title", namespaces=ns) == "Pipeline (stalkflow)"
+    nodes = {
+        g.get("data-node-id"): g.get("class") for g in svg.iterfind(".//svg:g[@data-node-id]", ns)
+    }
+    assert {nodes["split"], nodes["count"], nodes["total"]} == {"node node-step"}
+    labels = {text.text for text in svg.iterfind(".//svg:g[@data-node-id]/svg:text", ns)}
+    assert {"split", "count", "total", "StartEvent", "Chunk", "Counted", "StopEvent"} <= labels
+    edges = {(p.get("data-source"), p.get("data-target")) for p in svg.iterfind(".//svg:path", ns)}
+    assert {("split", "Chunk"), ("Chunk", "count"), ("count", "Counted")} <= edges
 
 
 def test_serve_without_the_server_extra_says_what_to_install() -> None:

@@ -2,12 +2,15 @@
 
 ``get_workflow_representation(workflow)`` returns a :class:`WorkflowGraph`
 (pydantic model) of steps, events, resources and their connections;
-``to_mermaid(graph)`` renders it as a Mermaid flowchart, and ``to_html(mermaid)``
-wraps that text in a self-contained HTML page (``stalkflow draw --format html``).
+``to_mermaid(graph)`` renders it as a Mermaid flowchart, ``to_html(mermaid)``
+wraps that text in a self-contained HTML page (``stalkflow draw --format html``),
+and ``to_svg(graph)`` draws the graph itself as an SVG picture, with no script
+(``stalkflow draw --format svg``, the run page of ``stalkflow serve``).
 """
 
 from stalkflow.representation.build import get_workflow_representation, to_mermaid
 from stalkflow.representation.html import to_html
+from stalkflow.representation.svg import to_svg
 from stalkflow.representation.types import (
     WorkflowEventNode,
     WorkflowExternalNode,
@@ -35,4 +38,5 @@ __all__ = [
     "get_workflow_representation",
     "to_html",
     "to_mermaid",
+    "to_svg",
 ]
