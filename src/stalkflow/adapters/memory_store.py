@@ -540,15 +540,21 @@ class MemoryStore:
 def _pick(
     buffer: list[tuple[str, Event]], expected: Sequence[type[Event]]
 ) -> list[tuple[str, Event]] | None:
-    """The buffered entries that fill ``expected`` in its order, or None if some are missing."""
-    used: set[int] = set()
+    """The buffered entries that fill ``expected`` in its order, or None if some are missing.
+
+    Each expected slot takes the earliest unused entry of its type. A buffer
+    shorter than ``expected`` is answered at once, so a fan-in of n events costs
+    O(n) in all rather than O(n^2) scans.
+    """
+    if len(buffer) < len(expected):
+        return None
+    by_type: dict[type[Event], deque[tuple[str, Event]]] = {}
+    for entry in buffer:
+        by_type.setdefault(type(entry[1]), deque()).append(entry)
     picked: list[tuple[str, Event]] = []
     for kind in expected:
-        for index, (delivery_id, event) in enumerate(buffer):
-            if index not in used and type(event) is kind:
-                used.add(index)
-                picked.append((delivery_id, event))
-                break
-        else:
+        queue = by_type.get(kind)
+        if not queue:
             return None
+        picked.append(queue.popleft())
     return picked

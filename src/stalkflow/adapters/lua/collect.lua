@@ -37,23 +37,37 @@ if ARGV[3] == '1' then
     buffer[#buffer + 1] = {d = delivery_id, t = ARGV[4], e = ARGV[5]}
   end
 end
-local used, picked = {}, {}
-for _, kind in ipairs(cjson.decode(ARGV[6])) do
-  local found = nil
-  for index, entry in ipairs(buffer) do
-    if not used[index] and entry.t == kind then
-      found = index
-      break
-    end
+local function keep_buffer()
+  -- an empty Lua table would encode as {}: write the empty list explicitly
+  redis.call('HSET', K.buffers, buffer_key, #buffer > 0 and cjson.encode(buffer) or '[]')
+  expire_with_run(K.buffers)
+end
+local expected = cjson.decode(ARGV[6])
+if #buffer < #expected then
+  -- cannot be complete yet: no need to match (keeps a fan-in linear, not quadratic)
+  keep_buffer()
+  return {0}
+end
+-- entries by type, in arrival order: each expected slot takes the next unused one
+local by_type, taken, picked = {}, {}, {}
+for index, entry in ipairs(buffer) do
+  local list = by_type[entry.t]
+  if not list then
+    list = {}
+    by_type[entry.t] = list
   end
-  if not found then
-    -- an empty Lua table would encode as {}: write the empty list explicitly
-    redis.call('HSET', K.buffers, buffer_key, #buffer > 0 and cjson.encode(buffer) or '[]')
-    expire_with_run(K.buffers)
+  list[#list + 1] = index
+end
+for _, kind in ipairs(expected) do
+  local list = by_type[kind]
+  local next_index = (taken[kind] or 0) + 1
+  if not list or not list[next_index] then
+    keep_buffer()
     return {0}
   end
-  used[found] = true
-  picked[#picked + 1] = {d = buffer[found].d, e = buffer[found].e}
+  taken[kind] = next_index
+  local entry = buffer[list[next_index]]
+  picked[#picked + 1] = {d = entry.d, e = entry.e}
 end
 redis.call('HDEL', K.buffers, buffer_key)
 for _, entry in ipairs(buffer) do
