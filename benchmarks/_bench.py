@@ -198,7 +198,7 @@ async def start_detached(engine: Engine, workflow: Workflow, **start: Any) -> st
     pool stops at 100). This does what ``run()`` does up to the start, no more.
     """
     run_id = new_run_id()
-    event = workflow._start_event(None, start)
+    event = workflow._get_start_event_instance(None, **start)
     seed = workflow._seed(Context(workflow), run_id, event)
     await engine.start_run(workflow, run_id, seed, workflow.timeout)
     return run_id

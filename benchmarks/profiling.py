@@ -9,6 +9,7 @@ Targets (default: embedded-hop distributed-hop raw-hop):
   this process) is written next to it;
 - ``distributed-hop``, ``distributed-fanout``: py-spy attached to the stalkflow
   worker process while the benchmark loop runs;
+- ``distributed-io``: the I/O-bound fan-out (``iobound.py``) on one threads-pool worker;
 - ``raw-hop``: py-spy on the raw Celery worker, for Celery's own share.
 
 Each profile gives, per hop (or per event): the process's CPU time by thread
@@ -41,6 +42,7 @@ from benchmarks._bench import SOLO_ARGS, THREADS_ARGS, Bench
 from benchmarks._report import Report, fmt
 from benchmarks.fanout import distributed_events_per_s
 from benchmarks.hop import distributed_hop_us, raw_hop_us
+from benchmarks.iobound import distributed_makespan
 from stalkflow.engine import Engine
 
 TARGETS = (
@@ -49,6 +51,7 @@ TARGETS = (
     "raw-hop",
     "embedded-fanout",
     "distributed-fanout",
+    "distributed-io",
 )
 DEFAULT_TARGETS = ("embedded-hop", "distributed-hop", "raw-hop")
 PY_SPY = Path(sys.executable).with_name("py-spy")
@@ -341,11 +344,17 @@ async def main_async(targets: list[str], hops: int, out: Path, top: int) -> None
                 results[target] = await profile_process(
                     worker.pid, out, target, hops, "hop", top, lambda: raw_hop_us(bench, hops)
                 )
-            elif target == "distributed-fanout":
+            elif target in ("distributed-fanout", "distributed-io"):
                 (worker,) = bench.use_workers(
                     {"sf-threads-0": bench.stalkflow_worker(THREADS_ARGS)}
                 )
-                await distributed_events_per_s(bench, 50, record=False)
+                subject = {
+                    "distributed-fanout": lambda n: distributed_events_per_s(
+                        bench, n, record=False
+                    ),
+                    "distributed-io": lambda n: distributed_makespan(bench, n),
+                }[target]
+                await subject(50)
                 results[target] = await profile_process(
                     worker.pid,
                     out,
@@ -353,7 +362,7 @@ async def main_async(targets: list[str], hops: int, out: Path, top: int) -> None
                     1000,
                     "event",
                     top,
-                    lambda: distributed_events_per_s(bench, 1000),
+                    lambda subject=subject: subject(1000),
                     idle_threads=("stalkflow-worker-loop",),
                 )
             (out / f"{target}.summary.txt").write_text(results[target])

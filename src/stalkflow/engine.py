@@ -38,7 +38,7 @@ from stalkflow.events import (
     WorkflowTimedOutEvent,
 )
 from stalkflow.execution import ExecutionSettings, Executor
-from stalkflow.ports import Commit, RunSeed, Store, Transport
+from stalkflow.ports import Commit, RunSeed, SendsLater, Store, Transport
 
 logger = logging.getLogger("stalkflow.engine")
 
@@ -56,7 +56,8 @@ class WorkflowRegistry:
 
     def __init__(self) -> None:
         self._workflows: dict[str, Workflow] = {}
-        self._remembered: weakref.WeakValueDictionary[str, Workflow] = weakref.WeakValueDictionary()
+        # every live instance of each name: a name is known while any of them lives
+        self._remembered: dict[str, weakref.WeakSet[Workflow]] = {}
         self._lock = threading.Lock()
 
     def register(self, workflow: Workflow, *, replace: bool = True) -> None:
@@ -65,19 +66,32 @@ class WorkflowRegistry:
                 self._workflows[workflow.workflow_name] = workflow
 
     def remember(self, workflow: Workflow) -> None:
-        """Know ``workflow`` by name while it is alive, unless one is registered."""
+        """Know ``workflow`` by name while it is alive, unless one is registered.
+
+        Several live instances of one name (a new instance for each run) keep the
+        name known until the last of them is collected.
+        """
         with self._lock:
             if workflow.workflow_name not in self._workflows:
-                self._remembered.setdefault(workflow.workflow_name, workflow)
+                live = self._remembered.setdefault(workflow.workflow_name, weakref.WeakSet())
+                live.add(workflow)
 
     def get(self, name: str) -> Workflow:
-        found = self._workflows.get(name) or self._remembered.get(name)
+        found = self._workflows.get(name)
+        if found is None:
+            with self._lock:
+                for workflow in self._remembered.get(name, ()):
+                    found = workflow
+                    break
         if found is None:
             raise UnknownWorkflowError(name)
         return found
 
     def names(self) -> list[str]:
-        return sorted({*self._workflows, *self._remembered})
+        with self._lock:
+            for name in [name for name, live in self._remembered.items() if not live]:
+                del self._remembered[name]
+            return sorted({*self._workflows, *self._remembered})
 
 
 class Engine:
@@ -102,6 +116,8 @@ class Engine:
         # that started them (its resources, its attributes), as upstream's do.
         self._live: weakref.WeakValueDictionary[str, Workflow] = weakref.WeakValueDictionary()
         transport.start(self.executor.execute)
+        if isinstance(transport, SendsLater):
+            transport.on_unsent(self.executor.unsent)
 
     @classmethod
     def embedded(cls) -> Engine:
@@ -132,12 +148,19 @@ class Engine:
         )
         self._live[run_id] = workflow
         self.registry.remember(workflow)
+        # restored from a snapshot, waiters' timeouts start anew: long ones in the store
+        stored = frozenset(
+            w.waiter_id for w in seed.waiters if self.execution.kept_in_store(w.timeout_s)
+        )
+        if stored:
+            seed = dataclasses.replace(seed, timeouts_in_store=stored)
         released = await self.store.create_run(record, seed)
         await self._send(run_id, released)
         if seed.stream:
             await self.store.append_stream(run_id, list(seed.stream))
-        for waiter in seed.waiters:  # restored from a snapshot: their timeouts start anew
-            await self.schedule_waiter_timeout(run_id, waiter)
+        for waiter in seed.waiters:
+            if waiter.waiter_id not in stored:
+                await self.schedule_waiter_timeout(run_id, waiter)
         return record
 
     async def get_run(self, run_id: str) -> RunRecord:

@@ -60,6 +60,9 @@ class Begin:
     marked with ``redispatch_soon``; or its grace ran out): send them again.
     ``BUSY``: ``holder`` is the token of the live claim (an executor that knows its
     holder is dead may ``begin`` again with ``take_over=holder``).
+    ``waiters``: how many waiters the run has (``RUN``), so that an executor routes
+    without reading them when there are none; ``waiter_seq`` counts the waiters
+    ever registered in the run, for ``Commit.waiter_seq``.
     """
 
     status: BeginStatus
@@ -69,6 +72,8 @@ class Begin:
     begins: int = 0
     redispatch: Sequence[Delivery] = ()
     holder: str | None = None
+    waiters: int = 0
+    waiter_seq: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,7 +117,12 @@ class Commit:
     ``token`` fences the commit: when another execution has claimed the delivery
     since (this one's lease ran out), nothing is applied. ``retry_in_store``
     keeps the retry in the store until its delay has passed (``Store.sweep``
-    hands it out then) instead of the caller sending it with a countdown.
+    hands it out then) instead of the caller sending it with a countdown;
+    ``waiter_timeout_in_store`` does the same for the timeout of ``waiter``: once
+    it passes, ``Store.sweep`` expires the waiter and hands out its step's re-run.
+    ``waiter_seq``: the run's ``Begin.waiter_seq`` that routing saw; if a waiter
+    has been registered since (it might match an output), nothing is applied and
+    the result is ``stale``: route again with the run's waiters and commit again.
     """
 
     delivery: Delivery | None
@@ -126,11 +136,17 @@ class Commit:
     outcome: RunOutcome | None = None
     token: str | None = None
     retry_in_store: bool = False
+    waiter_timeout_in_store: bool = False
+    waiter_seq: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
 class CommitResult:
-    """What a commit released for dispatch, and how busy the run is afterwards."""
+    """What a commit released for dispatch, and how busy the run is afterwards.
+
+    ``stale``: nothing was applied because a waiter was registered after the
+    commit's ``waiter_seq`` (see ``Commit``).
+    """
 
     committed: bool
     released: Sequence[Delivery] = ()
@@ -138,6 +154,7 @@ class CommitResult:
     in_flight: int = 0
     waiters: int = 0
     hitl: bool = False
+    stale: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,6 +179,9 @@ class RunSeed:
     buffers: Mapping[tuple[str, str], Sequence[Event]] = dataclasses.field(default_factory=dict)
     # published to the stream once the run exists (a restored waiter's prompt)
     stream: Sequence[Event] = ()
+    # the ids of ``waiters`` whose timeout (from now) the store keeps, like
+    # ``Commit.waiter_timeout_in_store``; the others' timers are the caller's
+    timeouts_in_store: frozenset[str] = frozenset()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,7 +226,11 @@ class Store(Protocol):
 
     # execution
     async def begin(
-        self, delivery: Delivery, token: str | None = None, take_over: str | None = None
+        self,
+        delivery: Delivery,
+        token: str | None = None,
+        take_over: str | None = None,
+        running: Event | None = None,
     ) -> Begin:
         """Check that ``delivery`` should run now, and claim it.
 
@@ -214,6 +238,8 @@ class Store(Protocol):
         started fewer than ``max_deliveries`` times. ``token`` names the claim
         (re-using one this caller holds: an execution retried in place);
         ``take_over`` is a holder's token the caller knows to be dead.
+        ``running`` is appended to the run's stream, in the same operation, when
+        the answer is ``RUN`` (the step's ``StepStateChanged`` notice).
         """
 
     async def heartbeat(self, run_id: str, delivery_id: str, token: str) -> bool:
@@ -280,7 +306,12 @@ class Store(Protocol):
         for at least one."""
 
 
-Executor = Callable[[Delivery], Awaitable[None]]
+#: Executes one delivery where it arrives; returns the waiter its step registered
+#: when it ended in ``wait_for_event`` (a transport may show the task as waiting).
+Executor = Callable[[Delivery], Awaitable[Waiter | None]]
+#: Told about deliveries a transport accepted (``dispatch`` returned) and then
+#: failed to send, with their delay and the error: the store marks them for a resend.
+Unsent = Callable[[Sequence[Delivery], float, BaseException], Awaitable[None]]
 
 
 @runtime_checkable
@@ -291,7 +322,26 @@ class Transport(Protocol):
         """Bind the function that executes a delivery where it arrives."""
 
     async def dispatch(self, deliveries: Sequence[Delivery], delay_s: float = 0.0) -> None:
-        """Send deliveries for execution, after ``delay_s`` seconds."""
+        """Send deliveries for execution, after ``delay_s`` seconds.
+
+        Raises ``BackendError`` when sending fails (but see ``SendsLater``).
+        """
 
     def run_finished(self, run_id: str) -> None:
         """The run ended: executions of it still under way may be abandoned."""
+
+
+@runtime_checkable
+class SendsLater(Protocol):
+    """A transport that sends what an execution dispatched once that execution has ended.
+
+    Called while a delivery executes on a worker, its ``dispatch`` may return at
+    once and leave the sending to the worker's step task, after the execution
+    (as a Celery task sends its follow-ups), sparing a thread handoff per
+    message. Should that sending fail, it tells ``unsent`` (the store then
+    marks those deliveries to be sent again soon) and has the delivery executed
+    again: its ``begin`` is ``DUPLICATE`` and re-sends them from the outbox.
+    """
+
+    def on_unsent(self, unsent: Unsent) -> None:
+        """Bind the function to tell about deliveries accepted but not sent."""

@@ -19,7 +19,7 @@ import pytest
 from celery.exceptions import Reject
 
 from stalkflow import Context, Workflow, step
-from stalkflow.adapters import celery_transport as module
+from stalkflow.adapters import celery_steps as module
 from stalkflow.adapters.celery_app import create_app
 from stalkflow.adapters.celery_transport import CeleryTransport, describe
 from stalkflow.core.codec import EventCodec

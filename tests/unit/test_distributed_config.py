@@ -267,3 +267,24 @@ def test_a_workflows_event_types_include_the_events_of_its_module() -> None:
     assert types[type_name(StartEvent)] is StartEvent
     with pytest.raises(LookupError):
         event_types_of(registry)("unknown")
+
+
+def test_a_remembered_name_stays_known_while_any_of_its_instances_lives() -> None:
+    # a client makes a new instance per run: the name must not be lost when an
+    # older instance, remembered first, is collected while a newer one still runs
+    import gc
+
+    registry = WorkflowRegistry()
+    older, newer = Reporting(), Reporting()
+    registry.remember(older)
+    registry.remember(newer)
+
+    del older
+    gc.collect()
+
+    assert registry.get(newer.workflow_name) is newer
+    del newer
+    gc.collect()
+    assert registry.names() == []
+    with pytest.raises(LookupError):
+        registry.get(Reporting().workflow_name)

@@ -9,13 +9,14 @@ string next to the few fields a script acts on (a delivery's id and step).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from stalkflow.core.codec import EventCodec, type_name
-from stalkflow.core.collect import resumable_buffers
+from stalkflow.core.collect import Buffer, expected_counts, resumable_buffers
 from stalkflow.core.deliveries import Delivery, Waiter
 from stalkflow.core.runs import RunOutcome, RunRecord, RunStatus
 from stalkflow.errors import BackendError, EventCodecError
@@ -34,6 +35,9 @@ from stalkflow.ports import (
 )
 
 logger = logging.getLogger("stalkflow.redis")
+
+#: Entries kept by each of the wire's memos (state notices, run records) at most.
+_MEMO_MAX = 1024
 
 #: The fields of a run hash that make up its record.
 RECORD_FIELDS = ("record", "status", "updated_at", "outcome")
@@ -65,6 +69,9 @@ class RedisWire:
         # at least once a lease, and every deadline must be at least that far off
         self.grace_ms = max(self.lease_ms, _ms(self.policy.dispatch_grace_s))
         self._enqueued: dict[tuple[str, str], str] = {}
+        self._notices: dict[tuple[Any, ...], str] = {}
+        # run records by their stored JSON: each begin reads its run's
+        self._records: dict[str, RunRecord] = {}
 
     # --- values ---------------------------------------------------------------------
 
@@ -72,7 +79,26 @@ class RedisWire:
         return self.codec.dumps(obj)
 
     def event(self, ev: Event) -> str:
+        if type(ev) is StepStateChanged and not (ev.__pydantic_private__ or {}).get("_data"):
+            return self._notice(ev)  # one without dynamic keys
         return self.dumps(self.codec.encode_event(ev))
+
+    def _notice(self, ev: StepStateChanged) -> str:
+        """A step's state notice: two per execution, from a handful of distinct values."""
+        key = (
+            ev.name,
+            ev.step_state,
+            ev.worker_id,
+            ev.input_event_name,
+            ev.output_event_name,
+        )
+        found = self._notices.get(key)
+        if found is None:
+            found = self.dumps(self.codec.encode_event(ev))
+            if len(self._notices) >= _MEMO_MAX:
+                self._notices.clear()
+            self._notices[key] = found
+        return found
 
     def delivery(self, d: Delivery) -> dict[str, str]:
         """A delivery as the scripts handle it: id, step, encoded form, queued notice."""
@@ -99,13 +125,19 @@ class RedisWire:
             self._enqueued[(step, event_name)] = found
         return found
 
-    def waiter(self, w: Waiter) -> dict[str, str]:
-        """A waiter, with the re-run its step gets if it times out (pre-encoded)."""
-        return {
+    def waiter(self, w: Waiter, *, stored: bool = False) -> dict[str, Any]:
+        """A waiter, with the re-run its step gets if it times out (pre-encoded).
+
+        ``stored``: its timeout is kept in the store (``due_ms`` from now).
+        """
+        spec: dict[str, Any] = {
             "id": w.waiter_id,
             "json": self.dumps(self.codec.encode_waiter(w)),
             "timeout": self.dumps(self.delivery(w.timeout_redelivery())),
         }
+        if stored and w.timeout_s is not None:
+            spec["due_ms"] = _ms(max(0.0, w.timeout_s))
+        return spec
 
     def finish(self, outcome: RunOutcome) -> dict[str, str]:
         result = outcome.result
@@ -135,9 +167,11 @@ class RedisWire:
             "updated_at": repr(run.updated_at),
             "hitl": "1" if run.hitl else "0",
             "caps": {step: str(cap) for step, cap in seed.caps.items()},
-            "waiters": [self.waiter(w) for w in seed.waiters],
+            "waiters": [
+                self.waiter(w, stored=w.waiter_id in seed.timeouts_in_store) for w in seed.waiters
+            ],
             "buffers": [
-                [self.buffer_key(key), self.dumps(self._seed_buffer(events))]
+                [self.buffer_key(key), self._seed_buffer(events)]
                 for key, events in seed.buffers.items()
             ],
             "deliveries": [self.delivery(d) for d in seed.deliveries],
@@ -147,11 +181,8 @@ class RedisWire:
             spec["state"] = seed.state
         return self.dumps(spec)
 
-    def _seed_buffer(self, events: Sequence[Event]) -> list[dict[str, str]]:
-        return [
-            {"d": f"seed-{i}", "t": type_name(type(ev)), "e": self.event(ev)}
-            for i, ev in enumerate(events)
-        ]
+    def _seed_buffer(self, events: Sequence[Event]) -> list[list[str]]:
+        return [[f"seed-{i}", type_name(type(ev)), self.event(ev)] for i, ev in enumerate(events)]
 
     def commit_spec(self, commit: Commit) -> str:
         spec: dict[str, Any] = {
@@ -162,6 +193,8 @@ class RedisWire:
         }
         if commit.token is not None:
             spec["tok"] = commit.token
+        if commit.waiter_seq is not None:
+            spec["wseq"] = commit.waiter_seq
         if commit.delivery is not None:
             spec["d"] = {
                 "id": commit.delivery.delivery_id,
@@ -177,9 +210,10 @@ class RedisWire:
                 "stored": commit.retry_in_store,
             }
         if commit.waiter is not None:
-            spec["waiter"] = self.waiter(commit.waiter)
+            waiter = self.waiter(commit.waiter, stored=commit.waiter_timeout_in_store)
             if commit.waiter_event is not None:
-                spec["waiter"]["ev"] = self.event(commit.waiter_event)
+                waiter["ev"] = self.event(commit.waiter_event)
+            spec["waiter"] = waiter
         if commit.outcome is not None:
             spec["finish"] = self.finish(commit.outcome)
         return self.dumps(spec)
@@ -194,14 +228,14 @@ class RedisWire:
         event: Event,
         expected: Sequence[type[Event]],
     ) -> list[str]:
-        eligible = type(event) in expected
+        counts = expected_counts(expected)
+        eligible = type(event) in counts
         return [
             self.buffer_key(key),
             delivery_id,
-            "1" if eligible else "0",
-            type_name(type(event)),
+            type_name(type(event)) if eligible else "",
             self.event(event) if eligible else "",
-            self.dumps([type_name(kind) for kind in expected]),
+            self.dumps({type_name(kind): n for kind, n in counts.items()}),
         ]
 
     # --- script replies -----------------------------------------------------------------
@@ -209,6 +243,17 @@ class RedisWire:
     def record(self, fields: Sequence[Any]) -> RunRecord:
         """A run record from its run hash's :data:`RECORD_FIELDS`."""
         record, status, updated_at, outcome = fields
+        if not outcome:  # a running run: its stored record, with its status and time
+            base = self._records.get(record)
+            if base is None:
+                base = self._decode_record(record, status, updated_at, outcome)
+                if len(self._records) >= _MEMO_MAX:
+                    self._records.clear()
+                self._records[record] = base
+            return dataclasses.replace(base, status=RunStatus(status), updated_at=float(updated_at))
+        return self._decode_record(record, status, updated_at, outcome)
+
+    def _decode_record(self, record: str, status: str, updated_at: str, outcome: str) -> RunRecord:
         obj = self.codec.loads(record)
         obj["status"] = status
         obj["updated_at"] = float(updated_at)
@@ -228,6 +273,8 @@ class RedisWire:
         reply = as_list(reply)
         if reply[0] == "missing":
             return CommitResult(committed=False, status=RunStatus.FAILED)
+        if reply[0] == "stale":
+            return CommitResult(committed=False, stale=True)
         committed, status, in_flight, waiters, hitl, released = reply
         return CommitResult(
             committed=bool(committed),
@@ -251,8 +298,19 @@ class RedisWire:
         )
         if status is BeginStatus.DUPLICATE:
             return Begin(status, record, redispatch=self.released(reply[7]))
-        if status is BeginStatus.RUN and token:
-            return Begin(status, record, token, self.policy.lease_s, int(begins))
+        if status is BeginStatus.RUN:
+            waiters, waiter_seq = int(reply[8]), int(reply[9])
+            if not token:  # not released here: nothing was claimed
+                return Begin(status, record, waiters=waiters, waiter_seq=waiter_seq)
+            return Begin(
+                status,
+                record,
+                token,
+                self.policy.lease_s,
+                int(begins),
+                waiters=waiters,
+                waiter_seq=waiter_seq,
+            )
         if status is BeginStatus.BUSY:
             return Begin(status, record, holder=token or None)
         return Begin(status, record, begins=int(begins))
@@ -277,15 +335,16 @@ class RedisWire:
         return recovered
 
     def collected(self, reply: Any, expected: Sequence[type[Event]]) -> list[Event] | None:
-        """The set a collect handed out (its events are of the ``expected`` types)."""
+        """The set a collect handed out, in ``expected``'s order."""
         reply = as_list(reply)
         if reply[0] != 1:
             return None
-        _, events, workflow = reply
-        known = {type_name(kind): kind for kind in expected}
+        _, entries, workflow = reply
+        known = {type_name(kind): kind for kind in set(expected)}
+        buffer = Buffer(_buffer_entry(entry) for entry in self.codec.loads(entries))
         return [
             self.codec.decode_event(workflow, self.codec.loads(json), known=known)
-            for json in self.codec.loads(events)
+            for _, json in buffer.pick([type_name(kind) for kind in expected])
         ]
 
     def waiters(self, by_id: Mapping[str, str], order: Sequence[str]) -> list[Waiter]:
@@ -302,15 +361,22 @@ class RedisWire:
         decode, loads = self.codec.decode_delivery, self.codec.loads
         running = [decode(loads(json)) for json in in_progress]
 
-        def entries(raw: str) -> list[tuple[str, Event]]:
-            return [
-                (entry["d"], self.codec.decode_event(record.workflow, loads(entry["e"])))
-                for entry in loads(raw)
-            ]
+        def event(json: str) -> Event:
+            return self.codec.decode_event(record.workflow, loads(json))
 
         completed = {
-            owner: {tuple(loads(key)): entries(value) for key, value in loads(sets).items()}
+            owner: {
+                tuple(loads(key)): [
+                    (entry_owner, event(json))
+                    for entry_owner, _, json in map(_buffer_entry, loads(value))
+                ]
+                for key, value in loads(sets).items()
+            }
             for owner, sets in zip(collected[::2], collected[1::2], strict=True)
+        }
+        pending = {
+            key: [(owner, event(json)) for owner, json in entries]
+            for key, entries in _buffer_fields(buffers).items()
         }
         return RunSnapshot(
             run=record,
@@ -319,10 +385,7 @@ class RedisWire:
             in_progress=running,
             waiters=[self.codec.decode_waiter(loads(json)) for json in waiters],
             buffers=resumable_buffers(
-                {
-                    tuple(loads(key)): entries(value)
-                    for key, value in zip(buffers[::2], buffers[1::2], strict=True)
-                },
+                {tuple(loads(key)): entries for key, entries in pending.items()},
                 completed,
                 {d.lineage_id for d in running},
             ),
@@ -335,6 +398,23 @@ class RedisWire:
         return StreamEntry(
             sequence, self.codec.decode_event(workflow, self.codec.loads(fields["e"]))
         )
+
+
+def _buffer_entry(entry: str) -> tuple[str, str, str]:
+    """A buffer entry: owner, type name and encoded event, NUL-separated (see ``lib.lua``)."""
+    owner, kind, json = entry.split("\0", 2)
+    return owner, kind, json
+
+
+def _buffer_fields(flat: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
+    """The entries of every buffer in a ``HGETALL`` of the buffers hash, in arrival order."""
+    found: dict[str, list[tuple[int, str, str]]] = {}
+    for field, value in zip(flat[::2], flat[1::2], strict=True):
+        key, _, rest = field.partition("\0")
+        if rest.startswith("e\0"):
+            owner, _, json = _buffer_entry(value)
+            found.setdefault(key, []).append((int(rest[2:]), owner, json))
+    return {key: [(owner, json) for _, owner, json in sorted(rows)] for key, rows in found.items()}
 
 
 def _ms(seconds: float) -> int:

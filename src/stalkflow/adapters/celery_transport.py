@@ -4,9 +4,11 @@ Every ``@step`` of a registered workflow becomes one Celery task named
 ``<workflow_name>.<step_name>``, so Flower and ``celery inspect`` show steps by
 name. ``dispatch`` sends a delivery as one JSON argument (the event codec's
 ``encode_delivery``) to that task, on the step's queue and priority, with a
-countdown for a delay. A worker's task body decodes the message and awaits the
-engine's executor on the process's one persistent event loop (see
-``_worker_loop``), so prefork, threads and solo pools all work.
+countdown for a delay. A worker executes each message's delivery on the
+process's one persistent event loop (``celery_steps``: straight from the
+consumer with the solo and threads pools, from a pool thread otherwise), so
+prefork, threads and solo pools all work; what an execution dispatches is sent
+after it, by the thread that acknowledges its message.
 
 Delivery guarantees (DESIGN §6): tasks are ``acks_late`` and
 ``reject_on_worker_lost``, so a worker killed mid-step has its message
@@ -26,7 +28,7 @@ Flower sees the steps of one run as one tree: the first step task's id is
 carries it as Celery's ``root_id``, and a message sent while a step task
 executes names that task as its ``parent_id`` (events sent from outside the
 steps, such as a human's answer, hang under the root). A step that ends in
-``ctx.wait_for_event`` (with a timeout, the default) sends the custom task event
+``ctx.wait_for_event`` sends the custom task event
 ``task-waiting`` (run id, step, timeout; no payload) and ends without
 ``task-succeeded``, so Flower shows it in the state ``WAITING``; the answer
 re-runs the step as a new task, a child of that root.
@@ -42,38 +44,48 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextvars
+import contextlib
 import dataclasses
 import logging
+import random
 import re
 import threading
-import time
 import uuid
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from celery.exceptions import (  # type: ignore[import-untyped]
-    Ignore,
-    Reject,
-    SoftTimeLimitExceeded,
-)
 from kombu.exceptions import KombuError
 
 from stalkflow._urls import redact, redact_url
+from stalkflow.adapters._celery_send import StepSender
+from stalkflow.adapters._kombu_redis import keep_one_client
 from stalkflow.adapters._worker_loop import WorkerLoop
 from stalkflow.adapters.celery_app import CeleryApp, create_app, install_safe_inspection
+from stalkflow.adapters.celery_loop_path import install_drain, strategy_for
+from stalkflow.adapters.celery_steps import (
+    OUTAGE_BACKOFF_S,
+    SOFT_LIMIT_GRACE_S,
+    WAITING_EVENT,
+    Outgoing,
+    StepRunner,
+    current_task,
+    decoder,
+    describe,
+)
 from stalkflow.core.codec import EventCodec
 from stalkflow.core.deliveries import Delivery
 from stalkflow.decorators import CeleryOptions
-from stalkflow.errors import BackendError, BrokerUnavailableError, EventCodecError
+from stalkflow.errors import BrokerUnavailableError
 from stalkflow.events import StartEvent
-from stalkflow.ports import Executor
+from stalkflow.ports import Executor, Unsent
 
 if TYPE_CHECKING:
     from stalkflow.events import Event
     from stalkflow.workflow import Workflow
 
 __all__ = [
+    "OUTAGE_BACKOFF_S",
+    "SOFT_LIMIT_GRACE_S",
     "WAITING_EVENT",
     "CeleryApp",
     "CeleryTransport",
@@ -85,12 +97,6 @@ __all__ = [
 
 logger = logging.getLogger("stalkflow.celery")
 
-#: Waits (seconds) between in-place re-executions after a store or broker outage.
-OUTAGE_BACKOFF_S: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
-#: After Celery's soft time limit fires, how long the executor gets to fail the step
-#: by its own (equal) limit, so that the retry policy and ``@catch_error`` apply.
-SOFT_LIMIT_GRACE_S = 5.0
-
 #: Options every step task has, whatever the step says.
 STEP_TASK_OPTIONS: Mapping[str, Any] = {
     "acks_late": True,
@@ -101,10 +107,17 @@ STEP_TASK_OPTIONS: Mapping[str, Any] = {
 }
 
 
-#: The custom Celery task event of a step task that ended waiting for an event.
-WAITING_EVENT = "task-waiting"
-
 _ROOT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "stalkflow:run-root")
+
+
+def _task_id() -> str:
+    """A fresh Celery task id: a random UUID 4, without asking the OS for entropy.
+
+    Celery's own (``uuid.uuid4``) reads ``os.urandom``, a system call per message;
+    a task id only has to be unique, not unpredictable. ``random`` reseeds in a
+    forked child.
+    """
+    return str(uuid.UUID(int=random.getrandbits(128), version=4))
 
 
 def root_task_id(run_id: str) -> str:
@@ -112,35 +125,9 @@ def root_task_id(run_id: str) -> str:
     return str(uuid.uuid5(_ROOT_NAMESPACE, run_id))
 
 
-@dataclasses.dataclass
-class _StepTask:
-    """The step task executing here: what the messages it sends name as root and parent."""
-
-    task_id: str
-    root_id: str
-    run_id: str
-    step: str
-    #: Set when the execution registered a waiter with a timeout (seconds).
-    waiting_s: float | None = None
-
-
-#: The step task of the delivery executing in this asyncio task (worker side).
-_current_task: contextvars.ContextVar[_StepTask | None] = contextvars.ContextVar(
-    "stalkflow_step_task", default=None
-)
-
-
 def task_name(workflow: str, step: str) -> str:
     """The Celery task name of a step: ``"<workflow>.<step>"``."""
     return f"{workflow}.{step}"
-
-
-def describe(delivery: Delivery) -> str:
-    """What logs and Flower may show of a delivery: ids, step, type, attempt; no payload."""
-    return (
-        f"run_id={delivery.run_id} step={delivery.step} "
-        f"event={type(delivery.event).__name__} attempt={delivery.attempt}"
-    )
 
 
 def _no_workflows(name: str) -> Mapping[str, type[Event]]:
@@ -176,15 +163,17 @@ class CeleryTransport:
         self.app = app
         self._codec = codec
         self._workflows = workflows
-        self._execute: Executor | None = None
         self._loop = WorkerLoop()
+        self._runner = StepRunner(self._loop, self._publish, decoder(codec, task_name))
+        self._sender = StepSender(app)
+        self._producers = threading.local()
         self._lock = threading.Lock()
         self._options: dict[str, CeleryOptions] = {}
-        self._running: dict[str, set[asyncio.Task[None]]] = {}
         self._owns_app = False
         self._sweeper: concurrent.futures.Future[None] | None = None
         self._signal_handlers: tuple[Callable[..., None], ...] = ()
         install_safe_inspection()  # `celery inspect active` shows argsrepr, never payloads
+        install_drain(app)  # a warm shutdown finishes the steps under way
 
     @classmethod
     def from_url(
@@ -231,9 +220,19 @@ class CeleryTransport:
                 )
                 if value is not None
             }
+            body = self._runner.task_body(name)
+            # Celery builds a signature from the function's name: keep it an identifier.
+            body.__name__ = body.__qualname__ = re.sub(r"\W", "_", name)
+            body.__doc__ = f"Executes deliveries of the stalkflow step {name}."
             self.app.task(
-                name=name, bind=True, shared=False, lazy=False, **STEP_TASK_OPTIONS, **limits
-            )(self._task_body(name))
+                name=name,
+                bind=True,
+                shared=False,
+                lazy=False,
+                Strategy=staticmethod(strategy_for(self._runner, name)),
+                **STEP_TASK_OPTIONS,
+                **limits,
+            )(body)
         return name
 
     def _options_for(self, delivery: Delivery) -> CeleryOptions:
@@ -255,29 +254,31 @@ class CeleryTransport:
     # --- the Transport port -----------------------------------------------------------
 
     def start(self, execute: Executor) -> None:
-        self._execute = execute
+        self._runner.bind(execute)
+
+    def on_unsent(self, unsent: Unsent) -> None:
+        """Bind what to tell about deliveries whose sending after their execution failed."""
+        self._runner.on_unsent(unsent)
 
     async def dispatch(self, deliveries: Sequence[Delivery], delay_s: float = 0.0) -> None:
+        """Send deliveries; those an execution here releases for its own run are sent after it.
+
+        The thread that acknowledges the execution's message sends them (see
+        ``celery_steps``), before the acknowledgement; anything else is sent now,
+        off the loop (publishing blocks, and retries while the broker is away).
+        """
         if not deliveries:
             return
         messages = [self._message(delivery, delay_s) for delivery in deliveries]
-        # Publishing blocks (and retries while the broker is away): keep it off the loop.
+        step_task = current_task.get()
+        if step_task is not None and step_task.defers(deliveries):
+            step_task.outbox.append(Outgoing(deliveries, delay_s, messages))
+            return
         await asyncio.to_thread(self._publish, messages)
 
     def run_finished(self, run_id: str) -> None:
         """Abandon this process's executions of the run still under way."""
-        with self._lock:
-            tasks = self._running.pop(run_id, set())
-        if not tasks:
-            return
-        try:
-            current = asyncio.current_task()
-        except RuntimeError:
-            current = None
-        loop = self._loop.loop()
-        for task in tasks:
-            if task is not current:
-                loop.call_soon_threadsafe(task.cancel)
+        self._runner.abandon(run_id)
 
     def sweep_in_workers(self, sweep: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run ``sweep()`` on this process's loop while a worker of this app runs here.
@@ -338,20 +339,16 @@ class CeleryTransport:
         if options.priority is not None:
             send["priority"] = options.priority
         send.update(self._lineage(delivery, delay_s))
+        if "task_id" not in send:
+            send["task_id"] = _task_id()
         body = self._codec.encode_delivery(delivery)
         return _Message(task_name(delivery.workflow, delivery.step), body, send)
 
     @staticmethod
     def _lineage(delivery: Delivery, delay_s: float) -> dict[str, Any]:
         """Celery's ``task_id``/``root_id``/``parent_id``: a run's tasks form one tree."""
-        current = _current_task.get()
+        current = current_task.get()
         if current is not None and current.run_id == delivery.run_id:
-            if (
-                delivery.expires_waiter is not None
-                and delivery.step == current.step
-                and delay_s > 0
-            ):
-                current.waiting_s = delay_s  # the timer of the waiter this task registered
             return {"root_id": current.root_id, "parent_id": current.task_id}
         root = root_task_id(delivery.run_id)
         is_start = (
@@ -364,178 +361,44 @@ class CeleryTransport:
             return {"task_id": root, "root_id": root}
         return {"root_id": root, "parent_id": root}
 
-    def _publish(self, messages: Sequence[_Message]) -> None:
+    def _publish(self, messages: Sequence[_Message], keep_producer: bool = False) -> None:
+        """Send messages (blocking); ``BrokerUnavailableError`` once Celery's retries are spent.
+
+        ``keep_producer``: this thread sends often (a worker's consumer thread, after
+        every execution) and keeps the producer it acquires from the app's pool; one
+        that failed is given back and replaced. Other threads give theirs back.
+        """
         try:
-            with self.app.producer_or_acquire() as producer:
-                for message in messages:
-                    self.app.send_task(
-                        message.name, args=[message.body], producer=producer, **message.options
-                    )
+            if not keep_producer:
+                with self.app.producer_or_acquire() as producer:
+                    keep_one_client(getattr(producer, "channel", None))
+                    for message in messages:
+                        self._sender.send(producer, message.name, message.body, message.options)
+                return
+            producer = getattr(self._producers, "producer", None)
+            if producer is None:
+                producer = self.app.producer_pool.acquire(block=True)
+                self._producers.producer = producer
+                keep_one_client(getattr(producer, "channel", None))
+            for message in messages:
+                self._sender.send(producer, message.name, message.body, message.options)
         except (KombuError, OSError, AttributeError) as exc:
             # AttributeError: kombu's Redis transport, its connection half re-established
             # after an outage, can fail so ('NoneType' object has no attribute 'client').
+            self._drop_producer()
             url = self._broker_url()
             reason = redact(f"{type(exc).__name__}: {exc}", self.app.conf.broker_url)
             raise BrokerUnavailableError(
                 f"Cannot send {len(messages)} message(s) to the broker at {url}: {reason}"
             ) from exc
 
+    def _drop_producer(self) -> None:
+        producer = getattr(self._producers, "producer", None)
+        self._producers.producer = None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                producer.release()
+
     def _broker_url(self) -> str:
         url = self.app.conf.broker_url
         return redact_url(url) if isinstance(url, str) else "<default broker>"
-
-    # --- executing (on a worker) ----------------------------------------------------------
-
-    def _task_body(self, name: str) -> Callable[..., None]:
-        def execute_step(task: Any, *args: Any, **kwargs: Any) -> None:
-            delivery = self._decode(name, args, kwargs)
-            if delivery is None:
-                return
-            request = task.request
-            current = None
-            if request.id:
-                current = _StepTask(
-                    request.id, request.root_id or request.id, delivery.run_id, delivery.step
-                )
-            self._execute_here(delivery, current)
-            if current is not None and current.waiting_s is not None and not request.is_eager:
-                self._report_waiting(task, delivery, current.waiting_s)
-
-        # Celery builds a signature from the function's name: keep it an identifier.
-        execute_step.__name__ = execute_step.__qualname__ = re.sub(r"\W", "_", name)
-        execute_step.__doc__ = f"Executes deliveries of the stalkflow step {name}."
-        return execute_step
-
-    @staticmethod
-    def _report_waiting(task: Any, delivery: Delivery, timeout_s: float) -> None:
-        """Show the task as ``WAITING`` in Flower: a custom event, and no ``task-succeeded``."""
-        try:
-            task.send_event(
-                WAITING_EVENT, run_id=delivery.run_id, step=delivery.step, timeout=timeout_s
-            )
-        except Exception as exc:  # monitoring must never fail a step
-            logger.warning("Could not send %s for %s: %s", WAITING_EVENT, describe(delivery), exc)
-            return
-        # Ignore acknowledges the message and sends no task-succeeded event.
-        raise Ignore(f"waiting for an event: {describe(delivery)}")
-
-    def _decode(self, name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Delivery | None:
-        if len(args) != 1 or kwargs:
-            logger.error(
-                "Dropped a malformed message for task %s: expected one encoded delivery, "
-                "got %d positional and %d keyword argument(s)",
-                name,
-                len(args),
-                len(kwargs),
-            )
-            return None
-        try:
-            delivery = self._codec.decode_delivery(args[0])
-        except EventCodecError as exc:
-            logger.error(
-                "Dropped a message for task %s (%s): %s",
-                name,
-                _ids_of(args[0]),
-                _first_line(exc),
-            )
-            return None
-        if task_name(delivery.workflow, delivery.step) != name:
-            logger.error(
-                "Dropped a message for task %s: it carries a delivery for %s (%s)",
-                name,
-                task_name(delivery.workflow, delivery.step),
-                describe(delivery),
-            )
-            return None
-        return delivery
-
-    def _execute_here(self, delivery: Delivery, current: _StepTask | None = None) -> None:
-        if self._execute is None:
-            raise RuntimeError("CeleryTransport.start() was not called: no executor is bound")
-        for wait_s in (*OUTAGE_BACKOFF_S, None):
-            try:
-                self._run(self._tracked(self._execute, delivery, current))
-                return
-            except concurrent.futures.CancelledError:
-                logger.info("Abandoned %s: the run has finished", describe(delivery))
-                return
-            except SoftTimeLimitExceeded:
-                # A limit the step itself does not declare (an app-wide one): the
-                # execution is abandoned; the store re-sends it once its lease runs out.
-                logger.error(
-                    "Soft time limit exceeded, execution abandoned: %s", describe(delivery)
-                )
-                raise
-            except BackendError as exc:
-                if wait_s is None:
-                    logger.error(
-                        "Requeued %s after repeated backend errors: %s",
-                        describe(delivery),
-                        _first_line(exc),
-                    )
-                    raise Reject(f"backend unavailable: {_first_line(exc)}", requeue=True) from exc
-                logger.warning(
-                    "Backend error executing %s, retrying in %.1f s: %s",
-                    describe(delivery),
-                    wait_s,
-                    _first_line(exc),
-                )
-                time.sleep(wait_s)
-            except Exception:
-                logger.exception("Dropped %s: executing it failed unexpectedly", describe(delivery))
-                return
-
-    def _run(self, coro: Coroutine[Any, Any, None]) -> None:
-        """Run an execution on the loop and wait for it from this pool thread.
-
-        Celery's soft time limit (prefork) interrupts the wait: the executor
-        enforces the step's declared limit itself and fails the step, so that its
-        retry policy and ``@catch_error`` apply; it gets ``SOFT_LIMIT_GRACE_S`` to.
-        """
-        future = self._loop.submit(coro)
-        try:
-            future.result()
-        except SoftTimeLimitExceeded:
-            try:
-                future.result(SOFT_LIMIT_GRACE_S)
-            except concurrent.futures.TimeoutError:
-                future.cancel()
-                raise SoftTimeLimitExceeded() from None
-        except BaseException:
-            future.cancel()
-            raise
-
-    async def _tracked(
-        self, execute: Executor, delivery: Delivery, current: _StepTask | None = None
-    ) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        _current_task.set(current)  # this asyncio task's own context
-        with self._lock:
-            self._running.setdefault(delivery.run_id, set()).add(task)
-        try:
-            await execute(delivery)
-        finally:
-            with self._lock:
-                tasks = self._running.get(delivery.run_id)
-                if tasks is not None:
-                    tasks.discard(task)
-                    if not tasks:
-                        del self._running[delivery.run_id]
-
-
-def _first_line(exc: BaseException, limit: int = 300) -> str:
-    """An error's first line: validation errors list input values on later lines."""
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _ids_of(body: Any) -> str:
-    if not isinstance(body, dict):
-        return f"body is {type(body).__name__}"
-    fields = []
-    for key in ("run_id", "step", "attempt"):
-        value = body.get(key)
-        if isinstance(value, (str, int)) and not isinstance(value, bool):
-            fields.append(f"{key}={str(value)[:80]}")
-    return " ".join(fields) or "no run id"

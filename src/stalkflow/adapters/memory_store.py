@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Sequence
 
 from stalkflow.adapters._waiting import new_waiter, wait, wake
-from stalkflow.core.collect import resumable_buffers
+from stalkflow.core.collect import Buffer, expected_counts, resumable_buffers
 from stalkflow.core.deliveries import Delivery, Waiter
 from stalkflow.core.runs import RunOutcome, RunRecord, RunStatus
 from stalkflow.errors import RunExistsError
@@ -53,7 +53,11 @@ class _Run:
     in_progress: dict[str, Delivery] = dataclasses.field(default_factory=dict)
     committed: set[str] = dataclasses.field(default_factory=set)
     waiters: dict[str, Waiter] = dataclasses.field(default_factory=dict)
-    buffers: dict[tuple[str, str], list[tuple[str, Event]]] = dataclasses.field(
+    # waiters ever registered: a commit routed without a later one is not stale
+    waiter_seq: int = 0
+    # per waiter whose timeout is kept here: when it times out (monotonic seconds)
+    waiter_deadlines: dict[str, float] = dataclasses.field(default_factory=dict)
+    buffers: dict[tuple[str, str], Buffer[type[Event], Event]] = dataclasses.field(
         default_factory=dict
     )
     # per delivery id, the sets it completed, by buffer key: handed out again if
@@ -111,9 +115,14 @@ class MemoryStore:
             if seed.state is not None:
                 self._states[run.run_id] = StateSnapshot(version=1, blob=seed.state)
             for waiter in seed.waiters:
-                entry.waiters[waiter.waiter_id] = waiter
+                self._register(entry, waiter)
+                if waiter.waiter_id in seed.timeouts_in_store and waiter.timeout_s is not None:
+                    due = time.monotonic() + max(0.0, waiter.timeout_s)
+                    entry.waiter_deadlines[waiter.waiter_id] = due
             for key, events in seed.buffers.items():
-                entry.buffers[key] = [(f"seed-{i}", ev) for i, ev in enumerate(events)]
+                entry.buffers[key] = Buffer(
+                    (f"seed-{i}", type(ev), ev) for i, ev in enumerate(events)
+                )
             released: list[Delivery] = []
             for delivery in seed.deliveries:
                 self._admit(entry, delivery, released)
@@ -156,7 +165,11 @@ class MemoryStore:
         entry.buffers.clear()
         entry.completed_sets.clear()
         entry.consumed.clear()
+        # what only a running run needs: a finished one refuses begins and commits
+        for finished in (entry.committed, entry.running, entry.queued, entry.in_progress):
+            finished.clear()
         entry.waiters.clear()
+        entry.waiter_deadlines.clear()
         for bookkeeping in (entry.deadlines, entry.claims, entry.begins, entry.outbox):
             bookkeeping.clear()
         entry.scheduled.clear()
@@ -190,7 +203,7 @@ class MemoryStore:
                 in_progress=list(entry.in_progress.values()),
                 waiters=list(entry.waiters.values()),
                 buffers=resumable_buffers(
-                    entry.buffers,
+                    {key: buffer.entries for key, buffer in entry.buffers.items()},
                     entry.completed_sets,
                     {d.lineage_id for d in entry.in_progress.values()},
                 ),
@@ -199,7 +212,11 @@ class MemoryStore:
     # --- execution ----------------------------------------------------------------
 
     async def begin(
-        self, delivery: Delivery, token: str | None = None, take_over: str | None = None
+        self,
+        delivery: Delivery,
+        token: str | None = None,
+        take_over: str | None = None,
+        running: Event | None = None,
     ) -> Begin:
         token = token or secrets.token_hex(8)
         delivery_id = delivery.delivery_id
@@ -217,7 +234,8 @@ class MemoryStore:
             if record.deadline is not None and time.time() >= record.deadline:
                 return Begin(BeginStatus.EXPIRED, record)
             if delivery_id not in entry.in_progress:
-                return Begin(BeginStatus.RUN, record)  # not released here: nothing to claim
+                # not released here: nothing to claim
+                return self._run(entry, running, Begin(BeginStatus.RUN, record))
             now = time.monotonic()
             holder = entry.claims.get(delivery_id)
             live = entry.deadlines.get(delivery_id, 0) > now
@@ -233,7 +251,16 @@ class MemoryStore:
             entry.claims[delivery_id] = token
             entry.deadlines[delivery_id] = now + self.policy.lease_s
             entry.scheduled.discard(delivery_id)
-            return Begin(BeginStatus.RUN, record, token, self.policy.lease_s, begins)
+            claimed = Begin(BeginStatus.RUN, record, token, self.policy.lease_s, begins)
+            return self._run(entry, running, claimed)
+
+    @staticmethod
+    def _run(entry: _Run, running: Event | None, begin: Begin) -> Begin:
+        """A ``RUN`` answer: the notice published, the run's waiters counted."""
+        if running is not None:
+            entry.stream.append(running)
+            wake(entry.stream_waiters)
+        return dataclasses.replace(begin, waiters=len(entry.waiters), waiter_seq=entry.waiter_seq)
 
     def _unstarted(self, entry: _Run, delivery_id: str) -> list[Delivery]:
         """What the commit of ``delivery_id`` released, never started, and is overdue.
@@ -268,6 +295,11 @@ class MemoryStore:
             for entry in self._runs.values():
                 if entry.record.finished or (workflows and entry.record.workflow not in workflows):
                     continue
+                for waiter_id, deadline in list(entry.waiter_deadlines.items()):
+                    if deadline <= now and len(recovered) < limit:
+                        released: list[Delivery] = []
+                        self._expire(entry, waiter_id, released)
+                        recovered.extend(Recovered(d, scheduled=True) for d in released)
                 for delivery_id, deadline in list(entry.deadlines.items()):
                     if len(recovered) >= limit:
                         return recovered
@@ -312,6 +344,10 @@ class MemoryStore:
                 holder = entry.claims.get(delivery_id)
                 if commit.token is not None and holder is not None and holder != commit.token:
                     return self._result(entry, False, [])  # fenced: another execution claimed it
+            if commit.waiter_seq is not None and commit.waiter_seq != entry.waiter_seq:
+                # a waiter registered since the caller routed might take an output
+                return dataclasses.replace(self._result(entry, False, []), stale=True)
+            if delivery is not None:
                 entry.committed.add(delivery_id)
                 entry.in_progress.pop(delivery_id, None)
                 for bookkeeping in (entry.deadlines, entry.claims, entry.begins):
@@ -331,13 +367,16 @@ class MemoryStore:
                     entry.deadlines[retry_id] = due + self.policy.dispatch_grace_s
             elif delivery is not None:
                 self._free_slot(entry, delivery.step, released)
-            if commit.waiter is not None:
-                first = commit.waiter.waiter_id not in entry.waiters
-                entry.waiters[commit.waiter.waiter_id] = commit.waiter
+            waiter = commit.waiter
+            if waiter is not None:
+                first = self._register(entry, waiter)
                 if first and commit.waiter_event is not None:
                     entry.stream.append(commit.waiter_event)
+                if commit.waiter_timeout_in_store and waiter.timeout_s is not None:
+                    due = time.monotonic() + max(0.0, waiter.timeout_s)
+                    entry.waiter_deadlines[waiter.waiter_id] = due
             for waiter_id, redelivery in commit.resolved:
-                if entry.waiters.pop(waiter_id, None) is not None:
+                if self._unregister(entry, waiter_id) is not None:
                     self._admit(entry, redelivery, released)
             for routed in commit.routed:
                 self._admit(entry, routed, released)
@@ -356,22 +395,36 @@ class MemoryStore:
             entry = self._runs.get(run_id)
             if entry is None:
                 return CommitResult(committed=False, status=RunStatus.FAILED)
-            waiter = entry.waiters.get(waiter_id) if not entry.record.finished else None
-            if waiter is None:
+            if entry.record.finished:
                 return self._result(entry, False, [])
-            del entry.waiters[waiter_id]
             released: list[Delivery] = []
-            resolved = {**waiter.delivery.resolved, waiter_id: None}
-            redelivery = dataclasses.replace(
-                waiter.delivery,
-                delivery_id=f"{waiter.delivery.delivery_id}:timeout:{waiter_id}",
-                resolved=resolved,
-            )
-            stream_length = len(entry.stream)
-            self._admit(entry, redelivery, released)
-            if len(entry.stream) != stream_length:
-                wake(entry.stream_waiters)
-            return self._result(entry, True, released)
+            expired = self._expire(entry, waiter_id, released)
+            return self._result(entry, expired, released)
+
+    def _expire(self, entry: _Run, waiter_id: str, released: list[Delivery]) -> bool:
+        """Time a waiter out: its step's re-run is admitted; False if it was not waiting."""
+        waiter = self._unregister(entry, waiter_id)
+        if waiter is None:
+            return False
+        stream_length = len(entry.stream)
+        self._admit(entry, waiter.timeout_redelivery(), released)
+        if len(entry.stream) != stream_length:
+            wake(entry.stream_waiters)
+        return True
+
+    @staticmethod
+    def _register(entry: _Run, waiter: Waiter) -> bool:
+        """Register (or replace) a waiter; True if it is new."""
+        first = waiter.waiter_id not in entry.waiters
+        entry.waiters[waiter.waiter_id] = waiter
+        if first:
+            entry.waiter_seq += 1
+        return first
+
+    @staticmethod
+    def _unregister(entry: _Run, waiter_id: str) -> Waiter | None:
+        entry.waiter_deadlines.pop(waiter_id, None)
+        return entry.waiters.pop(waiter_id, None)
 
     def _result(self, entry: _Run, committed: bool, released: list[Delivery]) -> CommitResult:
         return CommitResult(
@@ -426,14 +479,17 @@ class MemoryStore:
                 return [event for _, event in done]
             if (key, delivery_id) in entry.consumed:
                 return None
-            buffer = entry.buffers.setdefault(key, [])
-            if type(event) in expected and all(d != delivery_id for d, _ in buffer):
-                buffer.append((delivery_id, event))
-            picked = _pick(buffer, expected)
-            if picked is None:
+            buffer = entry.buffers.get(key)
+            if buffer is None:
+                buffer = entry.buffers[key] = Buffer()
+            counts = expected_counts(expected)
+            if type(event) in counts:
+                buffer.add(delivery_id, type(event), event)
+            if not buffer.complete(counts):
                 return None
+            picked = buffer.pick(expected)
             del entry.buffers[key]
-            entry.consumed.update((key, buffered) for buffered, _ in buffer)
+            entry.consumed.update((key, buffered) for buffered, _ in buffer.entries)
             entry.completed_sets.setdefault(delivery_id, {})[key] = picked
             return [event for _, event in picked]
 
@@ -535,26 +591,3 @@ class MemoryStore:
                 return []
             if not await wait(future, remaining):
                 return []
-
-
-def _pick(
-    buffer: list[tuple[str, Event]], expected: Sequence[type[Event]]
-) -> list[tuple[str, Event]] | None:
-    """The buffered entries that fill ``expected`` in its order, or None if some are missing.
-
-    Each expected slot takes the earliest unused entry of its type. A buffer
-    shorter than ``expected`` is answered at once, so a fan-in of n events costs
-    O(n) in all rather than O(n^2) scans.
-    """
-    if len(buffer) < len(expected):
-        return None
-    by_type: dict[type[Event], deque[tuple[str, Event]]] = {}
-    for entry in buffer:
-        by_type.setdefault(type(entry[1]), deque()).append(entry)
-    picked: list[tuple[str, Event]] = []
-    for kind in expected:
-        queue = by_type.get(kind)
-        if not queue:
-            return None
-        picked.append(queue.popleft())
-    return picked

@@ -15,12 +15,15 @@ which touch many of them at once, also work on Redis Cluster::
     stalkflow:{<run_id>}:waiters    hash: waiter id -> encoded waiter
     stalkflow:{<run_id>}:worder     zset: waiter id by registration order
     stalkflow:{<run_id>}:wtimeouts  hash: waiter id -> its step's re-run on timeout
-    stalkflow:{<run_id>}:buffers    hash: collect buffer -> buffered events
+    stalkflow:{<run_id>}:buffers    hash: collect buffers, fields "<buffer>\\0..." (lib.lua):
+                                    entries by arrival, a count per type, owners
     stalkflow:{<run_id>}:collected  hash: delivery id -> the complete sets it received
     stalkflow:{<run_id>}:consumed   set: "<buffer>\\0<delivery id>" of events handed out
     stalkflow:{<run_id>}:stream     stream: the run's events, ids 0-1, 0-2 ...
-    stalkflow:{<run_id>}:done       stream: one entry once the run has finished
-    stalkflow:{<run_id>}:leases     zset: in-flight delivery id -> when it is presumed lost (ms)
+    stalkflow:{<run_id>}:done       stream: one entry once the run has finished, if no
+                                    terminal event on the stream says so
+    stalkflow:{<run_id>}:leases     zset: in-flight delivery id -> when it is presumed lost (ms);
+                                    "w\\0<waiter id>" -> when a waiter kept here times out
     stalkflow:{<run_id>}:claims     hash: delivery id -> token of the execution holding it
     stalkflow:{<run_id>}:begins     hash: delivery id -> executions started
     stalkflow:{<run_id>}:outbox     hash: committed delivery id -> ids its commit released
@@ -36,9 +39,15 @@ which touch many of them at once, also work on Redis Cluster::
 
 and one pub/sub channel, ``stalkflow:{_index}:finished``, on which the end of
 each run is published (its ``run`` key), for the clients waiting for it.
+
+Once a run has finished, only its ``run`` hash, ``stream`` (``done``) and
+``state`` remain, expiring with the run; everything a running run needs to
+route and recover deliveries is deleted then.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 #: The keys of a run, in the order the run scripts receive them as KEYS. The
 #: scripts' key table (``K.run``, ``K.stream`` ...) is generated from this.
@@ -67,15 +76,40 @@ RUN_KEY_KINDS: tuple[str, ...] = (
 )
 
 
+#: A script's KEYS as RESP: how many, and the bulk strings of their names.
+PackedKeys = tuple[int, bytes]
+
+
+def pack_keys(keys: Sequence[str]) -> PackedKeys:
+    """Key names packed as RESP bulk strings, for ``_redis_client.ScriptCalls``."""
+    parts = []
+    for key in keys:
+        raw = key.encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
+    return len(keys), b"".join(parts)
+
+
+#: How many runs' key names a ``KeySpace`` keeps at hand.
+_RECENT_RUNS = 1024
+
+
 class RunKeys:
     """The keys of one run (or of one state key: its ``state``, ``lock`` and ``lockq``)."""
 
     def __init__(self, prefix: str, run_id: str) -> None:
         self._base = f"{prefix}{{{run_id}}}:"
+        self._packed: PackedKeys | None = None
 
     def all(self) -> list[str]:
         """The run's keys, as the run scripts expect them."""
         return [self._base + kind for kind in RUN_KEY_KINDS]
+
+    @property
+    def packed(self) -> PackedKeys:
+        """:meth:`all`, packed for a script call (:func:`pack_keys`)."""
+        if self._packed is None:
+            self._packed = pack_keys(self.all())
+        return self._packed
 
     @property
     def run(self) -> str:
@@ -121,9 +155,16 @@ class KeySpace:
         if "{" in prefix or "}" in prefix:
             raise ValueError(f"A Redis store prefix cannot contain braces: {prefix!r}")
         self.prefix = prefix if prefix.endswith(":") or not prefix else prefix + ":"
+        # the keys of the runs used lately: every step execution needs its run's
+        self._runs: dict[str, RunKeys] = {}
 
     def run(self, run_id: str) -> RunKeys:
-        return RunKeys(self.prefix, run_id)
+        keys = self._runs.get(run_id)
+        if keys is None:
+            if len(self._runs) >= _RECENT_RUNS:
+                del self._runs[next(iter(self._runs))]
+            keys = self._runs[run_id] = RunKeys(self.prefix, run_id)
+        return keys
 
     def state(self, key: str) -> RunKeys:
         """The keys of a context state; a run's state key is its run id."""

@@ -44,7 +44,7 @@ from typing import Any, cast
 
 from stalkflow.adapters._redis_client import BLOCK_SLICE_S, ErrorTranslator, RedisClients
 from stalkflow.adapters._redis_wire import RECORD_FIELDS, RedisWire, as_list
-from stalkflow.adapters.redis_keys import KeySpace
+from stalkflow.adapters.redis_keys import KeySpace, RunKeys, pack_keys
 from stalkflow.core.codec import EventCodec
 from stalkflow.core.deliveries import Delivery, Waiter
 from stalkflow.core.runs import RunOutcome, RunRecord, RunStatus, is_past_deadline
@@ -68,6 +68,8 @@ __all__ = ["RedisStore"]
 
 #: How long a finished run's keys are kept: a week.
 DEFAULT_FINISHED_TTL_S = 7 * 24 * 3600.0
+#: How many of the oldest listing entries each sweep checks for expired runs.
+_PRUNE_BATCH = 200
 # A lock waiter re-checks at least this often, even without a wake-up.
 _LOCK_POLL_S = 0.5
 
@@ -126,15 +128,28 @@ class RedisStore:
         with self._errors():
             await self._clients.aclose()
 
-    async def _script(self, name: str, keys: Sequence[str], args: Sequence[Any] = ()) -> Any:
+    async def _script(
+        self, name: str, keys: RunKeys | Sequence[str], args: Sequence[Any] = ()
+    ) -> Any:
+        """Call a script with a run's keys (``RunKeys``) or the keys given."""
         clients = await self._clients.for_loop()
-        return await clients.scripts[name](keys=list(keys), args=list(args))
+        packed = keys.packed if isinstance(keys, RunKeys) else pack_keys(keys)
+        return await clients.calls.call(name, packed, args)
 
     # --- runs -----------------------------------------------------------------------
 
     async def create_run(self, run: RunRecord, seed: RunSeed) -> Sequence[Delivery]:
         keys = self._keys.run(run.run_id)
         spec = self._wire.create_spec(run, seed)
+        # the sweeps' first look: within a lease, or when a waiter's stored timeout is due
+        first_look_ms = min(
+            [self._wire.lease_ms]
+            + [
+                max(0, round(w.timeout_s * 1000))
+                for w in seed.waiters
+                if w.waiter_id in seed.timeouts_in_store and w.timeout_s is not None
+            ]
+        )
         with self._errors():
             # The indexes are outside the run's hash slot, so they are written apart,
             # first: a run missing from them would never be swept; an index entry
@@ -147,9 +162,9 @@ class RedisStore:
                     self._keys.active(run.workflow),
                     self._keys.workflows,
                 ],
-                [run.run_id, self._wire.lease_ms, run.workflow],
+                [run.run_id, first_look_ms, run.workflow],
             )
-            reply = as_list(await self._script("create_run", keys.all(), [spec]))
+            reply = as_list(await self._script("create_run", keys, [spec]))
             if reply[0] == "exists":
                 raise RunExistsError(
                     f"Workflow run with run_id '{run.run_id}' already exists.", run_id=run.run_id
@@ -186,7 +201,7 @@ class RedisStore:
     async def finish_run(self, run_id: str, outcome: RunOutcome) -> bool:
         spec = self._wire.dumps(self._wire.finish(outcome))
         with self._errors():
-            return bool(await self._script("finish_run", self._keys.run(run_id).all(), [spec]))
+            return bool(await self._script("finish_run", self._keys.run(run_id), [spec]))
 
     async def wait_finished(self, run_id: str, timeout_s: float | None) -> RunRecord | None:
         """The finished record; waits on the loop's one subscription to run ends.
@@ -228,13 +243,17 @@ class RedisStore:
 
     async def snapshot(self, run_id: str) -> RunSnapshot | None:
         with self._errors():
-            reply = as_list(await self._script("snapshot", self._keys.run(run_id).all()))
+            reply = as_list(await self._script("snapshot", self._keys.run(run_id)))
         return None if reply[0] == "missing" else self._wire.snapshot(reply)
 
     # --- execution ------------------------------------------------------------------
 
     async def begin(
-        self, delivery: Delivery, token: str | None = None, take_over: str | None = None
+        self,
+        delivery: Delivery,
+        token: str | None = None,
+        take_over: str | None = None,
+        running: Event | None = None,
     ) -> Begin:
         keys = self._keys.run(delivery.run_id)
         policy = self._wire.policy
@@ -245,9 +264,10 @@ class RedisStore:
             max(0, policy.max_deliveries),
             take_over or "",
             self._wire.grace_ms,
+            "" if running is None else self._wire.event(running),
         ]
         with self._errors():
-            reply = await self._script("begin", keys.all(), args)
+            reply = await self._script("begin", keys, args)
         begin = self._wire.begin(reply)
         if (
             begin.status is BeginStatus.RUN
@@ -260,22 +280,32 @@ class RedisStore:
     async def heartbeat(self, run_id: str, delivery_id: str, token: str) -> bool:
         args = [delivery_id, token, self._wire.lease_ms]
         with self._errors():
-            return bool(await self._script("heartbeat", self._keys.run(run_id).all(), args))
+            return bool(await self._script("heartbeat", self._keys.run(run_id), args))
 
     async def commit(self, run_id: str, commit: Commit) -> CommitResult:
         spec = self._wire.commit_spec(commit)
         with self._errors():
-            reply = await self._script("commit", self._keys.run(run_id).all(), [spec])
+            reply = await self._script("commit", self._keys.run(run_id), [spec])
             if commit.retry is not None and commit.retry_in_store:
                 # due before the sweeps would look at the run again, perhaps
                 await self._mark_active(run_id, commit.retry.workflow, commit.retry_delay_s)
+            waiter = commit.waiter
+            if (
+                commit.waiter_timeout_in_store
+                and waiter is not None
+                and waiter.timeout_s is not None
+                and waiter.timeout_s < self._wire.policy.lease_s
+            ):
+                # sweeps look at every running run at least once a lease: only a
+                # shorter timeout must ask for an earlier look
+                await self._mark_active(run_id, waiter.delivery.workflow, waiter.timeout_s)
         known = [*commit.routed, *(d for _, d in commit.resolved)]
         return self._wire.commit_result(reply, known)
 
     async def expire_waiter(self, run_id: str, waiter_id: str) -> CommitResult:
         args = [waiter_id, self._wire.grace_ms]
         with self._errors():
-            reply = await self._script("expire_waiter", self._keys.run(run_id).all(), args)
+            reply = await self._script("expire_waiter", self._keys.run(run_id), args)
         return self._wire.commit_result(reply)
 
     async def sweep(self, limit: int = 100, workflows: Sequence[str] = ()) -> Sequence[Recovered]:
@@ -287,8 +317,10 @@ class RedisStore:
         recovered: list[Recovered] = []
         with self._errors():
             clients = await self._clients.for_loop()
-            known = cast(set[str], await clients.quick.smembers(self._keys.workflows))
-            names = list(workflows) or sorted(known)
+            await self._prune_index(clients.quick)
+            names = list(workflows)
+            if not names:
+                names = sorted(cast(set[str], await clients.quick.smembers(self._keys.workflows)))
             for workflow in names:
                 active = self._keys.active(workflow)
                 run_ids = await clients.scripts["due_runs"](
@@ -296,7 +328,7 @@ class RedisStore:
                 )
                 for run_id in cast(list[str], run_ids):
                     args = [limit, self._wire.grace_ms, self._wire.lease_ms, json.dumps([workflow])]
-                    keys = self._keys.run(run_id).all()
+                    keys = self._keys.run(run_id)
                     reply = as_list(await self._script("sweep_run", keys, args))
                     if reply[0] == "gone":
                         await clients.quick.zrem(active, run_id)
@@ -308,13 +340,30 @@ class RedisStore:
                         return recovered
         return recovered
 
+    async def _prune_index(self, client: Any) -> None:
+        """Drop the oldest listing entries whose run has expired (sweeps do it as they go).
+
+        The listing index is outside the runs' hash slots, so expiring a run cannot
+        remove its entry; without this only ``list_runs`` would.
+        """
+        oldest = cast(list[str], await client.zrange(self._keys.index, 0, _PRUNE_BATCH - 1))
+        if not oldest:
+            return
+        pipe = client.pipeline(transaction=False)
+        for run_id in oldest:
+            pipe.exists(self._keys.run(run_id).run)
+        exists = await pipe.execute()
+        gone = [run_id for run_id, found in zip(oldest, exists, strict=True) if not found]
+        if gone:
+            await client.zrem(self._keys.index, *gone)
+
     async def redispatch_soon(
         self, run_id: str, delivery_ids: Sequence[str], delay_s: float = 0.0
     ) -> None:
         if not delivery_ids:
             return
         delay_ms = max(0, round(delay_s * 1000))
-        keys = self._keys.run(run_id).all()
+        keys = self._keys.run(run_id)
         with self._errors():
             workflow = await self._script("redispatch_soon", keys, [delay_ms, *delivery_ids])
             if workflow:
@@ -336,8 +385,8 @@ class RedisStore:
     ) -> list[Event] | None:
         args = self._wire.collect_args(key, delivery_id, event, expected)
         with self._errors():
-            script = self._clients.sync_script("collect")
-            reply = as_list(script(keys=self._keys.run(run_id).all(), args=args))
+            packed = self._keys.run(run_id).packed
+            reply = as_list(self._clients.sync_call("collect", packed, args))
         if reply[0] == -1:
             raise RunNotFoundError(f"No workflow run with id {run_id!r}", run_id=run_id)
         return self._wire.collected(reply, expected)
@@ -404,7 +453,7 @@ class RedisStore:
     async def append_stream(self, run_id: str, events: Sequence[Event]) -> bool:
         payloads = [self._wire.event(ev) for ev in events]
         with self._errors():
-            reply = await self._script("append_stream", self._keys.run(run_id).all(), payloads)
+            reply = await self._script("append_stream", self._keys.run(run_id), payloads)
         return bool(reply)
 
     async def read_stream(

@@ -1,9 +1,10 @@
-"""Collect buffers as a run resumed from a snapshot must see them."""
+"""Collect buffers: how they fill and hand out a set, and how a resumed run sees them."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
-from typing import TypeVar
+from collections import Counter
+from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
+from typing import Generic, TypeVar
 
 E = TypeVar("E")
 BufferKey = tuple[str, str]
@@ -35,3 +36,57 @@ def resumable_buffers(
             if returned:
                 restored.setdefault(key, [])[:0] = returned
     return restored
+
+
+K = TypeVar("K", bound=Hashable)
+
+
+def expected_counts(expected: Sequence[K]) -> dict[K, int]:
+    """How many events of each kind ``collect_events(..., expected)`` waits for."""
+    if expected and expected.count(expected[0]) == len(expected):
+        return {expected[0]: len(expected)}  # the common ``[Kind] * n``, at C speed
+    return dict(Counter(expected))
+
+
+class Buffer(Generic[K, E]):
+    """One collect buffer: adding an event and checking for a complete set are O(1).
+
+    Entries keep their arrival order (snapshots restore them so); each kind
+    keeps the positions of its entries, and each owner (the lineage id of the
+    delivery that buffered it) is counted once, so a re-executed delivery never
+    adds its event twice. A complete set takes, for the i-th occurrence of a
+    kind in ``expected``, the i-th entry of that kind (first come, first
+    collected), in ``expected``'s order.
+    """
+
+    __slots__ = ("_kinds", "_owners", "entries")
+
+    def __init__(self, entries: Iterable[tuple[str, K, E]] = ()) -> None:
+        self.entries: list[Entry[E]] = []
+        self._kinds: dict[K, list[int]] = {}
+        self._owners: set[str] = set()
+        for owner, kind, event in entries:
+            self.add(owner, kind, event)
+
+    def add(self, owner: str, kind: K, event: E) -> bool:
+        """Buffer ``event``; False (nothing changes) if ``owner`` buffered one already."""
+        if owner in self._owners:
+            return False
+        self._owners.add(owner)
+        self._kinds.setdefault(kind, []).append(len(self.entries))
+        self.entries.append((owner, event))
+        return True
+
+    def complete(self, counts: Mapping[K, int]) -> bool:
+        """Whether the buffer holds a set for ``counts`` (see :func:`expected_counts`)."""
+        return all(len(self._kinds.get(kind, ())) >= n for kind, n in counts.items())
+
+    def pick(self, expected: Sequence[K]) -> list[Entry[E]]:
+        """The entries of a complete set, in ``expected``'s order."""
+        taken: dict[K, int] = {}
+        picked = []
+        for kind in expected:
+            index = taken.get(kind, 0)
+            taken[kind] = index + 1
+            picked.append(self.entries[self._kinds[kind][index]])
+        return picked

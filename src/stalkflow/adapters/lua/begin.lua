@@ -1,7 +1,9 @@
 -- Decide whether a delivery runs now, and claim it for the caller.
 -- ARGV: delivery id, token, lease (ms), max deliveries (0: no limit), the token
--- of a holder the caller knows to be dead ('' if none), dispatch grace (ms).
--- Returns {status, record, status, updated_at, outcome, token, begins, redispatch}:
+-- of a holder the caller knows to be dead ('' if none), dispatch grace (ms), the
+-- encoded event to append to the stream when the answer is run ('' for none).
+-- Returns {status, record, status, updated_at, outcome, token, begins, redispatch,
+-- waiters, waiter seq}:
 -- missing | finished | duplicate (redispatch: what its commit released that never
 -- started and is overdue, as {id, json} pairs; each gets a fresh grace) |
 -- busy (another execution's claim is live) |
@@ -14,7 +16,17 @@ if not run[1] then
 end
 local function reply(status, token, begins, redispatch)
   return {status, run[1], run[2], run[3], run[4] or '', token or '', begins or 0,
-    redispatch or {}}
+    redispatch or {}, 0, 0}
+end
+-- the step runs: publish its notice; say how many waiters routing must consider
+local function run_reply(token, begins)
+  if ARGV[7] ~= '' then
+    stream_append(ARGV[7])
+  end
+  local answer = reply('run', token, begins)
+  answer[9] = redis.call('HLEN', K.waiters)
+  answer[10] = tonumber(redis.call('HGET', K.run, 'wseq') or '0')
+  return answer
 end
 if run[2] ~= 'running' then
   return reply('finished')
@@ -44,7 +56,7 @@ if redis.call('SISMEMBER', K.committed, id) == 1 then
   return reply('duplicate', '', 0, again)
 end
 if redis.call('HEXISTS', K.inprog, id) == 0 then
-  return reply('run')
+  return run_reply()
 end
 local now = now_ms()
 local holder = redis.call('HGET', K.claims, id)
@@ -66,4 +78,4 @@ end
 redis.call('HSET', K.claims, id, token)
 redis.call('ZADD', K.leases, now + tonumber(ARGV[3]), id)
 redis.call('SREM', K.sched, id)
-return reply('run', token, begins)
+return run_reply(token, begins)

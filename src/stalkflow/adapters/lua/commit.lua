@@ -20,6 +20,13 @@ if spec.d then
       return result(0, {})
     end
   end
+end
+if spec.wseq and tonumber(redis.call('HGET', K.run, 'wseq') or '0') ~= tonumber(spec.wseq) then
+  -- a waiter registered since the caller routed its outputs might take one
+  return {'stale'}
+end
+if spec.d then
+  local id = spec.d.id
   redis.call('SADD', K.committed, id)
   redis.call('HDEL', K.inprog, id)
   redis.call('HDEL', K.claims, id)

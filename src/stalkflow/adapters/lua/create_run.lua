@@ -24,7 +24,9 @@ for _, w in ipairs(spec.waiters) do
   register_waiter(w)
 end
 for _, b in ipairs(spec.buffers) do
-  redis.call('HSET', K.buffers, b[1], b[2])
+  for _, entry in ipairs(b[2]) do
+    buffer_add(b[1], entry[1], entry[2], entry[3])
+  end
 end
 local released = {}
 for _, d in ipairs(spec.deliveries) do

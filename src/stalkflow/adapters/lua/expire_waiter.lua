@@ -7,10 +7,8 @@ end
 if not running() then
   return result(0, {})
 end
-local redelivery = redis.call('HGET', K.wtimeouts, ARGV[1])
-if not redelivery or not remove_waiter(ARGV[1]) then
+local released = {}
+if not expire_waiter(ARGV[1], released) then
   return result(0, {})
 end
-local released = {}
-admit(cjson.decode(redelivery), released)
 return result(1, released)

@@ -66,12 +66,22 @@ local function free_slot(step, released)
   redis.call('HSET', K.running, step, busy)
 end
 
+-- A waiter whose timeout is kept here has a deadline in K.leases, as member
+-- 'w\0<waiter id>' (no delivery id holds a NUL): the sweep expires it.
+local function waiter_timer(waiter_id)
+  return 'w\0' .. waiter_id
+end
+
+-- Register (or replace) a waiter; true if it is new. w.due_ms: its timeout, kept here.
 local function register_waiter(w)
   local first = redis.call('HSET', K.waiters, w.id, w.json) == 1
   if first then
     redis.call('ZADD', K.worder, 'NX', redis.call('HINCRBY', K.run, 'wseq', 1), w.id)
   end
   redis.call('HSET', K.wtimeouts, w.id, w.timeout)
+  if w.due_ms then
+    redis.call('ZADD', K.leases, now_ms() + tonumber(w.due_ms), waiter_timer(w.id))
+  end
   return first
 end
 
@@ -79,17 +89,33 @@ local function remove_waiter(waiter_id)
   local removed = redis.call('HDEL', K.waiters, waiter_id) == 1
   redis.call('ZREM', K.worder, waiter_id)
   redis.call('HDEL', K.wtimeouts, waiter_id)
+  redis.call('ZREM', K.leases, waiter_timer(waiter_id))
   return removed
+end
+
+-- Time a waiter out: remove it and admit its step's re-run. False if not waiting.
+local function expire_waiter(waiter_id, released)
+  local redelivery = redis.call('HGET', K.wtimeouts, waiter_id)
+  if not redelivery or not remove_waiter(waiter_id) then
+    return false
+  end
+  admit(cjson.decode(redelivery), released)
+  return true
 end
 
 local function finish(f)
   redis.call('HSET', K.run, 'status', f.status, 'updated_at', f.now, 'outcome', f.outcome)
-  if f.terminal then
-    stream_append(f.terminal)
-  end
+  -- what only a running run needs: a finished one refuses begins and commits by its
+  -- status, and keeps its record, state and stream
   redis.call('DEL', K.buffers, K.collected, K.consumed, K.waiters, K.worder, K.wtimeouts,
-    K.leases, K.claims, K.begins, K.outbox, K.sched)
-  redis.call('XADD', K.done, '*', 'status', f.status)
+    K.leases, K.claims, K.begins, K.outbox, K.sched, K.committed, K.running, K.caps,
+    K.queue, K.queued, K.inprog)
+  if f.terminal then
+    stream_append(f.terminal)  -- wakes the stream's readers
+  else
+    -- nothing on the stream says so: wake its readers through 'done'
+    redis.call('XADD', K.done, '*', 'status', f.status)
+  end
   for _, key in ipairs(KEYS) do
     redis.call('PEXPIRE', key, f.ttl_ms)
   end
@@ -120,4 +146,56 @@ local function result(committed, released)
   end
   return {committed, redis.call('HGET', K.run, 'status'), in_flight,
     redis.call('HLEN', K.waiters), redis.call('HGET', K.run, 'hitl'), released}
+end
+
+-- Collect buffers, all in K.buffers, fields by buffer key (bk, JSON: no NUL in it):
+--   bk\0n          entries added so far        bk\0e\0<i>  entry i: owner\0type\0event
+--   bk\0k\0<type>  entries of that type         bk\0o\0<owner>  the owner has buffered
+-- so that adding and checking for a complete set are O(1).
+local function buffer_add(bk, owner, kind, ev)
+  if redis.call('HSETNX', K.buffers, bk .. '\0o\0' .. owner, '1') == 0 then
+    return
+  end
+  local i = redis.call('HINCRBY', K.buffers, bk .. '\0n', 1)
+  redis.call('HSET', K.buffers, bk .. '\0e\0' .. i, owner .. '\0' .. kind .. '\0' .. ev)
+  redis.call('HINCRBY', K.buffers, bk .. '\0k\0' .. kind, 1)
+end
+
+local function buffer_entry_kind(entry)
+  local first = string.find(entry, '\0', 1, true)
+  local second = string.find(entry, '\0', first + 1, true)
+  return string.sub(entry, first + 1, second - 1)
+end
+
+-- The buffer's entries in arrival order; the buffer is cleared.
+local function buffer_take(bk)
+  local total = tonumber(redis.call('HGET', K.buffers, bk .. '\0n') or '0')
+  local entries, fields = {}, {bk .. '\0n'}
+  for start = 1, total, 1000 do
+    local names = {}
+    for i = start, math.min(start + 999, total) do
+      names[#names + 1] = bk .. '\0e\0' .. i
+    end
+    for _, entry in ipairs(redis.call('HMGET', K.buffers, unpack(names))) do
+      if entry then
+        entries[#entries + 1] = entry
+      end
+    end
+    for _, name in ipairs(names) do
+      fields[#fields + 1] = name
+    end
+  end
+  local kinds = {}
+  for _, entry in ipairs(entries) do
+    local kind = buffer_entry_kind(entry)
+    if not kinds[kind] then
+      kinds[kind] = true
+      fields[#fields + 1] = bk .. '\0k\0' .. kind
+    end
+    fields[#fields + 1] = bk .. '\0o\0' .. string.sub(entry, 1, string.find(entry, '\0', 1, true) - 1)
+  end
+  for i = 1, #fields, 1000 do
+    redis.call('HDEL', K.buffers, unpack(fields, i, math.min(i + 999, #fields)))
+  end
+  return entries
 end

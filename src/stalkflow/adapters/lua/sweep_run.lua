@@ -24,14 +24,26 @@ if #served > 0 then
 end
 local out = {}
 local due = redis.call('ZRANGEBYSCORE', K.leases, '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+POLICY.grace = tonumber(ARGV[2])
 for _, id in ipairs(due) do
-  local json = redis.call('HGET', K.inprog, id)
+  local json = nil
+  if string.sub(id, 1, 2) == 'w\0' then
+    -- a waiter's timeout kept here: expire it, hand out its step's re-run
+    local released = {}
+    expire_waiter(string.sub(id, 3), released)
+    redis.call('ZREM', K.leases, id)
+    for _, pair in ipairs(released) do
+      out[#out + 1] = {pair[1], pair[2], 1}
+    end
+  else
+    json = redis.call('HGET', K.inprog, id)
+  end
   if json then
     local scheduled = redis.call('SREM', K.sched, id)
     redis.call('HDEL', K.claims, id)
     redis.call('ZADD', K.leases, now + tonumber(ARGV[2]), id)
     out[#out + 1] = {id, json, scheduled}
-  else
+  elseif string.sub(id, 1, 2) ~= 'w\0' then
     redis.call('ZREM', K.leases, id)
   end
 end
