@@ -47,9 +47,10 @@ class Bench:
     @property
     def session(self) -> _cluster.Session:
         if self._session is None:
-            problem = _cluster.redis_available(_cluster.REDIS_URL) or _cluster.redis_available(
-                _cluster.BROKER_URL
-            )
+            broker_url = _cluster.broker_url()
+            problem = _cluster.redis_available(_cluster.REDIS_URL)
+            if problem is None and broker_url.startswith("redis"):
+                problem = _cluster.redis_available(broker_url)
             if problem is not None:
                 raise RuntimeError(f"Redis is not reachable: {problem}")
             self._session = _cluster.Session()

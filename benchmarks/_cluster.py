@@ -7,7 +7,7 @@ benchmark session uses its own store key prefix and its own Celery queues, so
 concurrent sessions (and the test suite, which uses Redis DBs 14 and 15) never
 share runs or messages. The benchmarks' broker is Redis DB 12 and their store
 DB 13, unless ``STALKFLOW_BENCH_BROKER_URL`` / ``STALKFLOW_BENCH_REDIS_URL`` say
-otherwise.
+otherwise; the broker may be RabbitMQ (``--broker rabbitmq``), the store is Redis.
 """
 
 from __future__ import annotations
@@ -24,13 +24,16 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import kombu
 import redis
 
 from benchmarks import raw_celery
 from stalkflow.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-BROKER_URL = os.environ.get("STALKFLOW_BENCH_BROKER_URL") or "redis://127.0.0.1:6379/12"
+DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/12"
+#: ``python -m benchmarks --broker rabbitmq``: the machine's RabbitMQ (the store stays Redis).
+RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672//"
 REDIS_URL = os.environ.get("STALKFLOW_BENCH_REDIS_URL") or "redis://127.0.0.1:6379/13"
 WORKFLOWS_MODULE = "benchmarks.flows"
 #: The visibility timeout of both stalkflow and the raw baseline (Celery's Redis default).
@@ -61,7 +64,7 @@ class Session:
         self.prefix = f"stalkflow-bench-{self.id}"
         self.queue = f"stalkflow-bench-{self.id}"
         self.raw_queue = f"raw-bench-{self.id}"
-        self.broker_url = BROKER_URL
+        self.broker_url = broker_url()
         self.redis_url = REDIS_URL
         self.log_dir = Path(tempfile.mkdtemp(prefix=f"stalkflow-bench-{self.id}-"))
         self.settings = Settings(
@@ -100,8 +103,19 @@ class Session:
         )
         return env
 
+    @property
+    def redis_broker(self) -> bool:
+        return self.broker_url.startswith(("redis://", "rediss://", "unix://"))
+
+    @property
+    def broker_name(self) -> str:
+        return "Redis" if self.redis_broker else "RabbitMQ"
+
     def cleanup_queues(self) -> None:
         """Delete this session's messages: queued, and unacknowledged ones."""
+        if not self.redis_broker:
+            _delete_amqp_queues(self.broker_url, (self.queue, self.raw_queue))
+            return
         broker = redis.Redis.from_url(self.broker_url)
         try:
             for queue in (self.queue, self.raw_queue):
@@ -114,14 +128,31 @@ class Session:
         """Delete this session's keys: runs and state, queues and bindings, messages."""
         self.cleanup_queues()
         store = redis.Redis.from_url(self.redis_url)
-        broker = redis.Redis.from_url(self.broker_url)
         try:
             _delete_matching(store, f"{self.prefix}:*", f"bench:{self.id}:*")
+        finally:
+            store.close()
+        if not self.redis_broker:
+            return
+        broker = redis.Redis.from_url(self.broker_url)
+        try:
             for queue in (self.queue, self.raw_queue):
                 _delete_matching(broker, f"{queue}*", f"_kombu.binding*.{queue}")
         finally:
-            store.close()
             broker.close()
+
+
+def _delete_amqp_queues(broker_url: str, queues: Sequence[str]) -> None:
+    """Delete the session's queues on an AMQP broker (with their messages, acked or not)."""
+    with kombu.Connection(broker_url) as connection:
+        channel = connection.default_channel
+        for queue in queues:
+            channel.queue_delete(queue)
+
+
+def broker_url() -> str:
+    """The benchmarks' broker: ``STALKFLOW_BENCH_BROKER_URL``, else Redis DB 12."""
+    return os.environ.get("STALKFLOW_BENCH_BROKER_URL") or DEFAULT_BROKER_URL
 
 
 def _delete_matching(client: redis.Redis, *patterns: str) -> None:

@@ -6,7 +6,10 @@
   with the same settings, on one worker process with the same pool.
 
 Figures are microseconds per hop: the run's wall-clock time from ``run()`` to its
-result (to the last hop's signal for raw Celery) divided by N.
+result (to the last hop's signal for raw Celery) divided by N. On RabbitMQ
+(``--broker rabbitmq``) both workers run ``--pool=threads --concurrency=1`` (one
+task at a time, as solo): there Celery's solo pool stalls a task that re-enqueues
+itself after a hop or a few (the raw baseline never finishes).
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ from benchmarks._cluster import Worker
 from benchmarks._report import fmt, stats
 from stalkflow.engine import Engine
 from stalkflow.handler import WorkflowHandler
+
+#: One task at a time on RabbitMQ, where the solo pool stalls the raw baseline.
+ONE_THREAD_ARGS = ("--pool=threads", "--concurrency=1")
 
 NAME = "hop"
 TITLE = "Step hop latency (one step re-emitting an event to itself)"
@@ -68,9 +74,10 @@ async def raw_hop_us(bench: Bench, hops: int) -> float:
 
 
 def hop_workers(bench: Bench) -> tuple[Worker, Worker]:
-    """One stalkflow worker and one raw Celery worker, each one ``--pool=solo`` process."""
+    """One stalkflow worker and one raw Celery worker, each one process, one task at a time."""
+    args = SOLO_ARGS if bench.session.redis_broker else ONE_THREAD_ARGS
     ours, raw = bench.use_workers(
-        {"sf-solo": bench.stalkflow_worker(SOLO_ARGS), "raw-solo": bench.raw_worker(SOLO_ARGS)}
+        {"sf-solo": bench.stalkflow_worker(args), "raw-solo": bench.raw_worker(args)}
     )
     return ours, raw
 
@@ -104,9 +111,11 @@ async def run(bench: Bench) -> None:
 
     hops = bench.pick(2000, 500)
     reps = bench.pick(5, 2)
+    session = bench.session
+    pool = "--pool=solo" if session.redis_broker else "--pool=threads --concurrency=1"
     report.note(
         f"distributed: {hops} hops per run, {reps} runs each, one worker process each "
-        "(--pool=solo), Redis broker + Redis store"
+        f"({pool}), {session.broker_name} broker + Redis store"
     )
     our_worker, raw_worker = hop_workers(bench)
     await distributed_hop_us(bench, 20, record=False)  # warm-up: connections, scripts, tasks

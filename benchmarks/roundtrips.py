@@ -40,6 +40,9 @@ def breakdown(counter: Counter[str], hops: int, top: int = 8) -> str:
 async def run(bench: Bench) -> None:
     report = bench.report
     report.section(NAME, TITLE)
+    if not bench.session.redis_broker:
+        report.note("not run: it counts a Redis broker's commands (run it with --broker redis)")
+        return
     hops = bench.pick(2000, 500)
     reps = bench.pick(2, 1)
     report.note(f"{hops} hops per run, {reps} counted run(s) each; per hop:")

@@ -4,6 +4,8 @@ Options:
   --quick          fewer repetitions and shorter distributed loops (a smoke run)
   --only NAME      run only these benchmarks (repeatable, or comma-separated):
                    hop, roundtrips, fanout, io, state, footprint
+  --broker NAME    the distributed benchmarks' broker: redis (default) or rabbitmq
+                   (the store is Redis either way; ``roundtrips`` needs the Redis broker)
   --json PATH      also write every figure, ratio and verdict as JSON
   --list           list the benchmarks and exit
 
@@ -32,7 +34,7 @@ if __package__ in (None, ""):  # run as a script: benchmarks/ is sys.path[0], no
     _root = Path(__file__).resolve().parents[1]
     sys.path[:1] = [str(_root)]
 
-from benchmarks import fanout, footprint, hop, iobound, roundtrips, state
+from benchmarks import _cluster, fanout, footprint, hop, iobound, roundtrips, state
 from benchmarks._bench import Bench
 from benchmarks._report import Report
 
@@ -58,6 +60,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=[],
         metavar="NAME",
         help=f"run only these ({', '.join(BENCHMARKS)}); repeatable or comma-separated",
+    )
+    parser.add_argument(
+        "--broker",
+        choices=("redis", "rabbitmq"),
+        default="redis",
+        help="the distributed benchmarks' broker (default redis; the store is Redis)",
     )
     parser.add_argument("--json", type=Path, metavar="PATH", help="write the results as JSON")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
@@ -114,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     for variable in ("STALKFLOW_BROKER_URL", "STALKFLOW_REDIS_URL"):
         os.environ.pop(variable, None)  # embedded runs stay embedded
+    if args.broker == "rabbitmq" and not os.environ.get("STALKFLOW_BENCH_BROKER_URL"):
+        os.environ["STALKFLOW_BENCH_BROKER_URL"] = _cluster.RABBITMQ_URL
     report = Report()
     print(f"stalkflow benchmarks ({'quick' if args.quick else 'full'}): {', '.join(args.names)}")
     print(describe_machine())

@@ -30,6 +30,7 @@ import inspect
 import logging
 import os
 import sys
+import weakref
 from collections.abc import Iterable, Mapping
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -152,15 +153,22 @@ def event_types_of(registry: WorkflowRegistry) -> EventTypes:
     that define the workflow class (and its bases): a progress event written
     with ``ctx.write_event_to_stream`` is often declared nowhere else. Those
     modules are already imported; nothing is ever imported for a message.
+
+    The types are cached by workflow object, held weakly: a name whose workflow
+    is replaced (or collected and made anew, perhaps at the same address) is
+    answered with the types of the workflow it names now, and the cache keeps no
+    workflow alive (a remembered name is forgotten with its last instance).
     """
-    cache: dict[int, Mapping[str, type[Event]]] = {}
+    cache: weakref.WeakKeyDictionary[Workflow, Mapping[str, type[Event]]] = (
+        weakref.WeakKeyDictionary()
+    )
 
     def lookup(name: str) -> Mapping[str, type[Event]]:
         workflow = registry.get(name)
-        found = cache.get(id(workflow))
+        found = cache.get(workflow)
         if found is None:
             found = {**_module_events(type(workflow)), **workflow._plan().event_types}
-            cache[id(workflow)] = found
+            cache[workflow] = found
         return found
 
     return lookup

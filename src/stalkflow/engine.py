@@ -9,6 +9,7 @@ Celery transport with the Redis store.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import logging
@@ -38,9 +39,13 @@ from stalkflow.events import (
     WorkflowTimedOutEvent,
 )
 from stalkflow.execution import ExecutionSettings, Executor
+from stalkflow.observability import verbose
 from stalkflow.ports import Commit, RunSeed, SendsLater, Store, Transport
 
 logger = logging.getLogger("stalkflow.engine")
+
+#: How often an event held for a run's waiters checks whether the run has ended.
+_HOLD_POLL_S = 1.0
 
 if TYPE_CHECKING:
     from stalkflow.workflow import Workflow
@@ -115,6 +120,8 @@ class Engine:
         # Runs started in this process execute on the exact workflow instance
         # that started them (its resources, its attributes), as upstream's do.
         self._live: weakref.WeakValueDictionary[str, Workflow] = weakref.WeakValueDictionary()
+        # events sent from outside, held until a waiter of their run takes them
+        self._held: set[asyncio.Task[None]] = set()
         transport.start(self.executor.execute)
         if isinstance(transport, SendsLater):
             transport.on_unsent(self.executor.unsent)
@@ -170,7 +177,14 @@ class Engine:
         return run
 
     async def send_event(self, run_id: str, event: Event, step: str | None = None) -> None:
-        """Deliver an event from outside the run's steps (a human, a client)."""
+        """Deliver an event from outside the run's steps (a human, a client).
+
+        An event that no step accepts and no waiter waits for yet is held for
+        the run (in this process, while the run lasts) and given to the first
+        waiter it matches: an answer sent right after ``run()`` reaches the step
+        that is about to ``wait_for_event`` it, as it does in llama-index-workflows,
+        where the send is processed after the steps already under way.
+        """
         run = await self.get_run(run_id)
         if run.finished:
             raise RunFinishedError(
@@ -179,8 +193,21 @@ class Engine:
             )
         routing = self._routing_for(run)
         routing.check_target(event, step)
-        waiters = await self.store.waiters(run_id)
-        route = routing.route(event, step=step, waiters=waiters)
+        if self._verbose(run_id, run.workflow):
+            verbose.say(verbose.added(event, step))
+        if not await self._route_external(run, routing, event, step):
+            task = asyncio.ensure_future(self._hold_for_waiter(run, routing, event, step))
+            self._held.add(task)
+            task.add_done_callback(self._held.discard)
+
+    async def _route_external(
+        self, run: RunRecord, routing: RoutingTable, event: Event, step: str | None
+    ) -> bool:
+        """Route ``event`` to the steps accepting it and the waiters it matches; False: none."""
+        run_id = run.run_id
+        route = routing.route(event, step=step, waiters=await self.store.waiters(run_id))
+        if not route.steps and not route.waiters:
+            return False
         origin = new_delivery_id()
         routed = [
             Delivery(run_id, run.workflow, name, event, child_delivery_id(origin, 0, name))
@@ -201,6 +228,37 @@ class Engine:
             run_id, Commit(delivery=None, routed=routed, resolved=resolved)
         )
         await self._send(run_id, result.released)
+        return True
+
+    async def _hold_for_waiter(
+        self, run: RunRecord, routing: RoutingTable, event: Event, step: str | None
+    ) -> None:
+        """Offer ``event`` to the run's waiters after each step change, until one takes it.
+
+        Every commit (a waiter registering included) appends to the run's stream,
+        so following the stream from a point taken before each look at the
+        waiters misses none. The event is dropped when the run ends.
+        """
+        run_id = run.run_id
+        entries = await self.store.read_stream(run_id, -1, 0)
+        cursor = entries[-1].sequence if entries else -1
+        try:
+            while not await self._route_external(run, routing, event, step):
+                entries = await self.store.read_stream(run_id, cursor, _HOLD_POLL_S)
+                if entries:
+                    cursor = entries[-1].sequence
+                record = await self.store.get_run(run_id)
+                if record is None or record.finished:
+                    logger.info(
+                        "Run %s ended before a step waited for the %s sent to it",
+                        run_id,
+                        type(event).__name__,
+                    )
+                    return
+        except BackendError as exc:
+            logger.warning(
+                "Run %s: dropped the %s held for its waiters: %s", run_id, type(event).__name__, exc
+            )
 
     async def _send(self, run_id: str, deliveries: Sequence[Delivery]) -> None:
         """Dispatch what the store released for a caller outside the steps.
@@ -236,6 +294,14 @@ class Engine:
             return RoutingTable(run.routes)
         raise UnknownWorkflowError(run.workflow)
 
+    def _verbose(self, run_id: str, workflow: str | None = None) -> bool:
+        """Whether the run's workflow, as known here, writes its activity (``verbose=True``)."""
+        live = self._live.get(run_id)
+        if live is None and workflow is not None:
+            with contextlib.suppress(UnknownWorkflowError):
+                live = self.registry.get(workflow)
+        return live is not None and live._verbose
+
     async def cancel(self, run_id: str) -> bool:
         """Cancel a running run; False if it had already finished."""
         error = WorkflowCancelledByUser()
@@ -246,6 +312,8 @@ class Engine:
         )
         cancelled = await self.store.finish_run(run_id, outcome)
         if cancelled:
+            if self._verbose(run_id):
+                verbose.say(verbose.CANCELLED)
             self.transport.run_finished(run_id)
         return cancelled
 
@@ -277,6 +345,8 @@ class Engine:
         )
         expired = await self.store.finish_run(run.run_id, outcome)
         if expired:
+            if self._verbose(run.run_id, run.workflow):
+                verbose.say(verbose.timed_out(run.timeout_s or 0.0))
             self.transport.run_finished(run.run_id)
         return expired
 

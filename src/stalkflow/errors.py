@@ -117,6 +117,23 @@ class StateLockLostError(StateError):
     """
 
 
+class UnknownStoreTypeError(ContextSerdeError, ValueError):
+    """A serialized state names a ``store_type`` other than ``"in_memory"``.
+
+    Such a state belongs to another kind of store (upstream's durable stores),
+    which an in-memory state cannot be read from. It is a ``ValueError`` with
+    upstream's message, as llama-index-workflows raises, so code written against
+    it still catches it.
+    """
+
+    def __init__(self, store_type: object) -> None:
+        super().__init__(
+            f"Cannot parse store_type '{store_type}' as InMemorySerializedState. "
+            "Use the appropriate store's from_dict() method."
+        )
+        self.store_type = store_type
+
+
 class EventCodecError(StalkflowError, ValueError):
     """An event could not be encoded or decoded.
 

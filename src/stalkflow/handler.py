@@ -24,9 +24,11 @@ from stalkflow.errors import (
 from stalkflow.events import (
     Event,
     InternalDispatchEvent,
+    StartEvent,
     StopEvent,
     WorkflowCancelledEvent,
 )
+from stalkflow.observability.instrumentation import RunSpan
 
 if TYPE_CHECKING:
     from stalkflow.context.context import Context
@@ -53,6 +55,15 @@ def outcome_of(run: RunRecord) -> Any:
     raise exception
 
 
+def error_of(run: RunRecord) -> BaseException | None:
+    """What ``await handler`` raises for a finished run; None if it completed."""
+    try:
+        outcome_of(run)
+    except BaseException as exc:
+        return exc
+    return None
+
+
 class WorkflowHandler:
     """The handle ``Workflow.run()`` returns; awaitable for the run's result."""
 
@@ -62,8 +73,11 @@ class WorkflowHandler:
         run_id: str,
         engine: Engine,
         starter: Callable[[], Awaitable[RunRecord]],
+        *,
+        start_event: StartEvent | None = None,
     ) -> None:
         self._ctx = ctx
+        self._start_event = start_event
         self._run_id = run_id
         self._engine = engine
         self._record: RunRecord | None = None
@@ -72,6 +86,22 @@ class WorkflowHandler:
         self._task = asyncio.ensure_future(self._drive(starter))
 
     async def _drive(self, starter: Callable[[], Awaitable[RunRecord]]) -> RunRecord:
+        # The run's span and tags are set in this task before the run starts, so
+        # that the embedded engine's step tasks, started from here, inherit them.
+        span = RunSpan(self._ctx._workflow)
+        span.enter(self._run_id, self._start_event)
+        try:
+            finished = await self._start_and_wait(starter)
+        except BaseException as error:
+            span.failed(error)
+            raise
+        else:
+            span.finished(finished, error_of(finished))
+        finally:
+            span.close()
+        return finished
+
+    async def _start_and_wait(self, starter: Callable[[], Awaitable[RunRecord]]) -> RunRecord:
         try:
             record = await starter()
         except BaseException as exc:
@@ -118,11 +148,7 @@ class WorkflowHandler:
             return None
         if self._task.exception() is not None:
             return self._task.exception()
-        try:
-            outcome_of(self._task.result())
-        except BaseException as exc:
-            return exc
-        return None
+        return error_of(self._task.result())
 
     def cancelled(self) -> bool:
         record = self._record

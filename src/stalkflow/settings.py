@@ -39,8 +39,10 @@ class Settings:
     max_deliveries: int = 5
     #: How often each worker sweeps for lost deliveries and retries now due.
     sweep_interval_s: float = 2.0
-    #: Retry delays up to this go to the broker as countdowns; longer ones are kept in
-    #: the store until due. ``None``: a minute, at most half the visibility timeout.
+    #: Retry delays and ``wait_for_event`` timeouts up to this go to the broker as
+    #: countdowns; longer ones are kept in the store until due (the sweep expires them),
+    #: so a worker holds no message per waiting run. ``None``: a minute, at most half
+    #: the visibility timeout.
     countdown_max_s: float | None = None
     #: The time limit of step bodies that declare no ``soft_time_limit``; ``None``: none.
     step_timeout_s: float | None = None

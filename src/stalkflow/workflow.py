@@ -1,66 +1,42 @@
-"""``Workflow``: a class whose ``@step`` methods form an event-driven graph."""
+"""``Workflow``: a class whose ``@step`` methods form an event-driven graph.
+
+The class holds a workflow's steps, its validation and its cached plan, and
+starts runs. What it delegates: compiling the plan (:mod:`stalkflow.plan`),
+building a run's StartEvent and seed (:mod:`stalkflow.run_start`), the
+structural checks (:mod:`stalkflow.representation.validate`).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
 import threading
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from stalkflow.context.context import Context
-from stalkflow.context.snapshot import restored_waiters, seed_deliveries
 from stalkflow.context.state_store import infer_state_type
-from stalkflow.core.deliveries import Delivery, Waiter
-from stalkflow.core.ids import new_delivery_id, new_run_id
+from stalkflow.core.ids import new_run_id
 from stalkflow.core.names import qualified_name
-from stalkflow.core.routing import RoutingTable
 from stalkflow.decorators import StepConfig, WorkflowGraphCheck, step_config
-from stalkflow.errors import (
-    ContextStateError,
-    WorkflowRuntimeError,
-    WorkflowValidationError,
-)
-from stalkflow.events import (
-    Event,
-    HumanResponseEvent,
-    InputRequiredEvent,
-    StartEvent,
-    StepFailedEvent,
-    StopEvent,
-    WorkflowCancelledEvent,
-    WorkflowFailedEvent,
-    WorkflowTimedOutEvent,
-)
+from stalkflow.errors import ContextStateError, WorkflowValidationError
+from stalkflow.events import Event, StartEvent, StopEvent
 from stalkflow.handler import WorkflowHandler
-from stalkflow.plan import Plan
+from stalkflow.observability import verbose as verbose_lines
+from stalkflow.plan import Plan, compile_plan
 from stalkflow.ports import RunSeed
 from stalkflow.representation.validate import (
-    catch_error_handler_for,
     find_start_event,
     find_stop_event,
     unknown_graph_checks,
     validate_workflow,
 )
 from stalkflow.resource import ResourceManager
+from stalkflow.run_start import seed_run, start_event_for, with_state
 
 if TYPE_CHECKING:
     from stalkflow.core.runs import RunRecord
     from stalkflow.engine import Engine
     from stalkflow.submit import RunHandle
-
-logger = logging.getLogger("stalkflow")
-
-_BUILTIN_EVENTS: tuple[type[Event], ...] = (
-    StartEvent,
-    StopEvent,
-    InputRequiredEvent,
-    HumanResponseEvent,
-    StepFailedEvent,
-    WorkflowTimedOutEvent,
-    WorkflowCancelledEvent,
-    WorkflowFailedEvent,
-)
 
 
 class _WorkflowMeta(type):
@@ -86,7 +62,9 @@ class Workflow(metaclass=_WorkflowMeta):
     ``timeout`` is the run's limit in seconds (``None``: no limit).
     ``num_concurrent_runs`` bounds how many runs of this instance execute at once.
     ``engine`` picks where runs execute; by default the configured engine, or
-    the embedded one.
+    the embedded one. ``verbose=True`` writes a line for each step start and
+    end and each event added, as llama-index-workflows does
+    (:mod:`stalkflow.observability.verbose`).
     """
 
     _step_functions: ClassVar[dict[str, Any]]
@@ -267,32 +245,7 @@ class Workflow(metaclass=_WorkflowMeta):
         if plan is not None and plan.version == type(self)._step_functions_version:
             return plan
         with self._plan_lock:
-            steps = self._get_steps()
-            configs = {name: step_config(func) for name, func in steps.items()}
-            accepted = {name: config.accepted_events for name, config in configs.items() if config}
-            types: dict[str, type[Event]] = {}
-            for kind in [*_BUILTIN_EVENTS, *self.events]:
-                types[qualified_name(kind)] = kind
-            handlers = {}
-            for name, config in configs.items():
-                if config is not None and config.role == "step":
-                    handler = catch_error_handler_for(name, configs)  # type: ignore[arg-type]
-                    if handler is not None:
-                        handlers[name] = handler
-            plan = Plan(
-                version=type(self)._step_functions_version,
-                name=self.workflow_name,
-                steps=steps,
-                configs=configs,  # type: ignore[arg-type]
-                routing=RoutingTable(accepted),
-                start_event=self._start_event_class,
-                stop_event=self._stop_event_class,
-                catch_handlers=handlers,
-                hitl=_uses_human_input(configs.values()),
-                event_types=types,
-                state_type=infer_state_type(self),
-            )
-            self._cached_plan = plan
+            plan = self._cached_plan = compile_plan(self)
             return plan
 
     # --- running ----------------------------------------------------------------------------
@@ -301,23 +254,7 @@ class Workflow(metaclass=_WorkflowMeta):
         self, start_event: StartEvent | None, **kwargs: Any
     ) -> StartEvent:
         """The run's StartEvent: ``start_event`` itself, or one built from ``kwargs``."""
-        if start_event is not None:
-            if not isinstance(start_event, StartEvent):
-                raise ValueError("The 'start_event' argument must be an instance of 'StartEvent'.")
-            if kwargs:
-                logger.warning(
-                    "Keyword arguments are not supported when 'run()' is invoked with the "
-                    "'start_event' parameter. These keyword arguments will be ignored: %s",
-                    kwargs,
-                )
-            return start_event
-        try:
-            return self._start_event_class(**kwargs)
-        except Exception as exc:
-            raise WorkflowRuntimeError(
-                f"Failed creating a start event of type '{self._start_event_class.__name__}' "
-                f"with the keyword arguments: {kwargs}"
-            ) from exc
+        return start_event_for(self._start_event_class, start_event, kwargs)
 
     def run(
         self,
@@ -361,7 +298,9 @@ class Workflow(metaclass=_WorkflowMeta):
             if self._num_concurrent_runs is not None:
                 await self._run_slot().acquire()
                 holds_slot = True
-            return await engine.start_run(self, run_id, _with_state(seed, state), self._timeout)
+            if self._verbose and event is not None:
+                verbose_lines.say(verbose_lines.added(event))
+            return await engine.start_run(self, run_id, with_state(seed, state), self._timeout)
 
         def release_slot(_: object) -> None:
             # Once per run, and only if the slot was taken (a failed start releases it too).
@@ -370,7 +309,7 @@ class Workflow(metaclass=_WorkflowMeta):
                 holds_slot = False
                 self._release_slot()
 
-        handler = WorkflowHandler(ctx, run_id, engine, start)
+        handler = WorkflowHandler(ctx, run_id, engine, start, start_event=event)
         if self._num_concurrent_runs is not None:
             handler._task.add_done_callback(release_slot)
         ctx._restored = None
@@ -378,30 +317,7 @@ class Workflow(metaclass=_WorkflowMeta):
         return handler
 
     def _seed(self, ctx: Context[Any], run_id: str, event: StartEvent | None) -> RunSeed:
-        plan = self._plan()
-        restored = ctx._restored
-        deliveries: list[Delivery] = []
-        waiters: list[Waiter] = []
-        buffers = {}
-        if event is None and restored is not None:
-            deliveries = seed_deliveries(restored, run_id, self.workflow_name)
-            waiters = restored_waiters(restored, run_id, self.workflow_name)
-            buffers = restored.buffers
-        elif event is not None:
-            deliveries = [
-                Delivery(run_id, self.workflow_name, name, event, new_delivery_id())
-                for name in plan.routing.route(event).steps
-            ]
-        return RunSeed(
-            caps=plan.caps,
-            state=ctx._seed_state(),
-            deliveries=deliveries,
-            waiters=waiters,
-            buffers=buffers,
-            stream=[w.waiter_event for w in restored.waiters if w.waiter_event is not None]
-            if event is None and restored is not None
-            else [],
-        )
+        return seed_run(self._plan(), self.workflow_name, ctx, run_id, event)
 
     def _run_slot(self) -> asyncio.Semaphore:
         if self._semaphore is None:
@@ -424,27 +340,6 @@ class Workflow(metaclass=_WorkflowMeta):
         from stalkflow.submit import submit_run
 
         return submit_run(self, start_event, kwargs)
-
-
-def _with_state(seed: RunSeed, state: str | None) -> RunSeed:
-    if state is seed.state:
-        return seed
-    return RunSeed(
-        caps=seed.caps,
-        state=state,
-        deliveries=seed.deliveries,
-        waiters=seed.waiters,
-        buffers=seed.buffers,
-    )
-
-
-def _uses_human_input(configs: Any) -> bool:
-    for config in configs:
-        kinds = [*config.accepted_events, *config.return_types]
-        for kind in kinds:
-            if inspect.isclass(kind) and issubclass(kind, (InputRequiredEvent, HumanResponseEvent)):
-                return True
-    return False
 
 
 def _engine_from(runtime: Any) -> Engine | None:

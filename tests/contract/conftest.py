@@ -18,8 +18,10 @@ import contextlib
 import dataclasses
 import importlib
 import os
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -27,7 +29,7 @@ import pytest
 
 from stalkflow.core.deliveries import Delivery
 from stalkflow.events import Event, StartEvent
-from stalkflow.ports import Store, Transport
+from stalkflow.ports import DeliveryPolicy, Store, Transport
 
 STORE_ADAPTERS = ["memory", "redis"]
 TRANSPORT_ADAPTERS = ["local", "celery"]
@@ -38,6 +40,11 @@ CONTRACT_WORKFLOW = "contract"
 CONTRACT_STEPS = ("a", "b")
 
 DEFAULT_TEST_BROKER_URL = "redis://127.0.0.1:6379/14"
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# The suites import their shared helpers as ``tests.contract._runs``.
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -109,30 +116,43 @@ def _safe(url: str) -> str:
 # --- the store ---------------------------------------------------------------------
 
 
+@pytest.fixture
+def store_policy() -> DeliveryPolicy | None:
+    """The delivery policy of the ``store`` fixture's stores; ``None``: the default.
+
+    A suite that needs other leases or start limits (deadlines that pass within
+    a test) overrides this fixture in its module.
+    """
+    return None
+
+
 @pytest.fixture(params=STORE_ADAPTERS)
 async def store(
     request: pytest.FixtureRequest,
     require_service: Callable[[str, Callable[[], object]], None],
     redis_test_url: str,
+    store_policy: DeliveryPolicy | None,
 ) -> AsyncIterator[Store]:
     """A fresh, empty ``Store`` of each adapter; nothing is shared between tests.
 
-    ``"memory"``: ``MemoryStore()``.
+    ``"memory"``: ``MemoryStore(policy)``, ``policy`` being ``store_policy``.
 
     ``"redis"``: what ``stalkflow.adapters.redis_store`` must provide:
 
-    - ``RedisStore.from_url(url, prefix=prefix)`` builds a store on the Redis at
-      ``url`` (``STALKFLOW_TEST_REDIS_URL``, default ``redis://127.0.0.1:6379/15``)
-      that writes only keys starting with ``prefix`` (here unique per test,
-      ``stalkflow-test:<hex>:``), so tests never see each other's runs, states,
-      locks or streams, and ``list_runs`` lists only this prefix's runs;
+    - ``RedisStore.from_url(url, prefix=prefix, policy=policy)`` builds a store
+      on the Redis at ``url`` (``STALKFLOW_TEST_REDIS_URL``, default
+      ``redis://127.0.0.1:6379/15``) that writes only keys starting with
+      ``prefix`` (here unique per test, ``stalkflow-test:<hex>:``), so tests
+      never see each other's runs, states, locks or streams, and ``list_runs``
+      lists only this prefix's runs; ``policy`` (``store_policy``, ``None`` for
+      the default) sets its leases and start limit;
     - ``await store.aclose()`` releases its connections; the fixture then
       deletes every key under the prefix;
     - its synchronous ``collect`` may be called from any thread, also from
       inside a running event loop (the suite calls it both ways);
-    - it round-trips the events and event classes the suite uses (built-in
-      events and module-level ``Event`` subclasses of ``test_store_contract``,
-      already imported when decoded) inside deliveries, waiters, buffers,
+    - it round-trips the events and event classes the suites use (built-in
+      events and module-level ``Event`` subclasses of the suites and of
+      ``_runs``, already imported when decoded) inside deliveries, waiters, buffers,
       results and stream entries, and ``Delivery``/``Waiter``/``RunRecord``
       values come back equal (``==``) to what was stored.
     """
@@ -141,14 +161,14 @@ async def store(
     if adapter == "memory":
         from stalkflow.adapters.memory_store import MemoryStore
 
-        yield MemoryStore()
+        yield MemoryStore(store_policy)
         return
     if adapter == "redis":
         module = _import_adapter("stalkflow.adapters.redis_store")
         url = redis_test_url
         require_service(f"Redis at {_safe(url)}", _redis_ping(url))
         prefix = f"stalkflow-test:{uuid.uuid4().hex}:"
-        redis_store = module.RedisStore.from_url(url, prefix=prefix)
+        redis_store = module.RedisStore.from_url(url, prefix=prefix, policy=store_policy)
         try:
             yield redis_store
         finally:

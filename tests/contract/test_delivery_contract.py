@@ -11,73 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Sequence
 
 import pytest
+from tests.contract._runs import delivery, start
 
 from stalkflow.core.deliveries import Delivery, ErrorInfo
-from stalkflow.core.runs import RunOutcome, RunRecord, RunStatus
-from stalkflow.events import Event
-from stalkflow.ports import BeginStatus, Commit, DeliveryPolicy, RunSeed, Store
+from stalkflow.core.runs import RunOutcome, RunStatus
+from stalkflow.ports import BeginStatus, Commit, DeliveryPolicy, Store
 
 LEASE_S = 0.3
 GRACE_S = 0.8
 POLICY = DeliveryPolicy(lease_s=LEASE_S, dispatch_grace_s=GRACE_S, max_deliveries=2)
 
 
-class Ping(Event):
-    n: int = 0
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def store(
-    request: pytest.FixtureRequest,
-    require_service: Callable[[str, Callable[[], object]], None],
-    redis_test_url: str,
-) -> AsyncIterator[Store]:
-    if request.param == "memory":
-        from stalkflow.adapters.memory_store import MemoryStore
-
-        yield MemoryStore(POLICY)
-        return
-    import redis
-
-    from stalkflow.adapters.redis_store import RedisStore
-
-    def ping() -> object:
-        client = redis.Redis.from_url(redis_test_url, socket_connect_timeout=1)
-        try:
-            return client.ping()
-        finally:
-            client.close()
-
-    require_service("Redis", ping)
-    prefix = f"stalkflow-test:{uuid.uuid4().hex}:"
-    redis_store = RedisStore.from_url(redis_test_url, prefix=prefix, policy=POLICY)
-    try:
-        yield redis_store
-    finally:
-        await redis_store.aclose()
-        client = redis.Redis.from_url(redis_test_url)
-        keys = list(client.scan_iter(match=f"{prefix}*"))
-        if keys:
-            client.delete(*keys)
-        client.close()
-
-
-def delivery(run_id: str, step: str = "a", n: int = 0) -> Delivery:
-    return Delivery(run_id, "contract", step, Ping(n=n), f"d-{uuid.uuid4().hex[:12]}")
-
-
-async def start(
-    store: Store, *steps: str, caps: dict[str, int] | None = None
-) -> tuple[str, list[Delivery]]:
-    now = time.time()
-    run = RunRecord(run_id=f"run-{uuid.uuid4().hex[:12]}", workflow="contract", created_at=now)
-    seeds = [delivery(run.run_id, step, i) for i, step in enumerate(steps)]
-    await store.create_run(run, RunSeed(caps=caps or {"a": 4, "b": 4}, deliveries=seeds))
-    return run.run_id, seeds
+@pytest.fixture
+def store_policy() -> DeliveryPolicy:
+    """The ``store`` fixture's stores (every adapter) have this suite's short leases."""
+    return POLICY
 
 
 def ids(deliveries: Sequence[Delivery]) -> list[str]:

@@ -13,9 +13,9 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
 
 import pytest
+from tests.contract._runs import Ping, delivery, start
 
 from stalkflow.core.deliveries import Delivery, Waiter
 from stalkflow.core.runs import RunRecord
@@ -25,52 +25,14 @@ from stalkflow.ports import BeginStatus, Commit, DeliveryPolicy, RunSeed, Store
 POLICY = DeliveryPolicy(lease_s=0.3, dispatch_grace_s=0.8, max_deliveries=3)
 
 
-class Ping(Event):
-    n: int = 0
-
-
 class Answer(Event):
     text: str = ""
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def store(
-    request: pytest.FixtureRequest,
-    require_service: Callable[[str, Callable[[], object]], None],
-    redis_test_url: str,
-) -> AsyncIterator[Store]:
-    if request.param == "memory":
-        from stalkflow.adapters.memory_store import MemoryStore
-
-        yield MemoryStore(POLICY)
-        return
-    import redis
-
-    from stalkflow.adapters.redis_store import RedisStore
-
-    def ping() -> object:
-        client = redis.Redis.from_url(redis_test_url, socket_connect_timeout=1)
-        try:
-            return client.ping()
-        finally:
-            client.close()
-
-    require_service("Redis", ping)
-    prefix = f"stalkflow-test:{uuid.uuid4().hex}:"
-    redis_store = RedisStore.from_url(redis_test_url, prefix=prefix, policy=POLICY)
-    try:
-        yield redis_store
-    finally:
-        await redis_store.aclose()
-        client = redis.Redis.from_url(redis_test_url)
-        keys = list(client.scan_iter(match=f"{prefix}*"))
-        if keys:
-            client.delete(*keys)
-        client.close()
-
-
-def delivery(run_id: str, step: str = "a", n: int = 0) -> Delivery:
-    return Delivery(run_id, "contract", step, Ping(n=n), f"d-{uuid.uuid4().hex[:12]}")
+@pytest.fixture
+def store_policy() -> DeliveryPolicy:
+    """The ``store`` fixture's stores (every adapter) have this suite's short leases."""
+    return POLICY
 
 
 def notice(state: StepState = StepState.RUNNING) -> StepStateChanged:
@@ -79,17 +41,6 @@ def notice(state: StepState = StepState.RUNNING) -> StepStateChanged:
 
 def waiter(parent: Delivery, waiter_id: str = "w1", timeout_s: float | None = 30.0) -> Waiter:
     return Waiter(waiter_id, Answer, {}, parent, timeout_s)
-
-
-async def start(store: Store, *steps: str, **seed: object) -> tuple[str, list[Delivery]]:
-    now = time.time()
-    run = RunRecord(run_id=f"run-{uuid.uuid4().hex[:12]}", workflow="contract", created_at=now)
-    seeds = [delivery(run.run_id, step, i) for i, step in enumerate(steps)]
-    await store.create_run(
-        run,
-        RunSeed(caps={"a": 4, "b": 4}, deliveries=seeds, **seed),  # type: ignore[arg-type]
-    )
-    return run.run_id, seeds
 
 
 async def stream_events(store: Store, run_id: str) -> list[Event]:

@@ -181,7 +181,6 @@ def test_state_that_cannot_be_stored_fails_at_once_naming_the_problem(
         ("not a dict", "expected a dict, got str"),
         ({"state": 5}, "'state' must be a dict"),
         ({"version": 99}, "version=99"),
-        ({"queues": {"no_such_step": []}}, "'no_such_step'"),
         (
             {"state": {"state_type": "os.system", "state_data": {"x": "raw"}}},
             "untyped state in an unknown format",

@@ -111,6 +111,19 @@ async def test_a_mid_run_snapshot_resumes_without_a_new_start_event(distributed:
     assert resumed.run_id != handler.run_id
 
 
+async def test_an_answer_sent_before_the_step_waits_is_held_until_it_does(
+    distributed: Cluster,
+) -> None:
+    handler = flows.interview.run(question="Your name?")
+    # sent at once: `start` has not even run, nobody waits for a HumanResponseEvent yet
+    handler.ctx.send_event(HumanResponseEvent(response="ada"))
+    result = await handler
+
+    assert result["answer"] == "ada"
+    assert result["starts"] == 1
+    assert result["pid"] != os.getpid()
+
+
 @pytest.mark.parametrize(
     "workflow",
     [

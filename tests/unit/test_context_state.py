@@ -16,7 +16,8 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from stalkflow import Context, Workflow, step
-from stalkflow.context import PickleSerializer
+from stalkflow.context import JsonSerializer, PickleSerializer
+from stalkflow.context.state_store import InMemoryStateStore
 from stalkflow.errors import (
     ContextSerdeError,
     ContextStateError,
@@ -571,6 +572,21 @@ async def test_to_dict_from_dict_round_trip_untyped() -> None:
     assert await wf.run(ctx=restored) == 3
 
 
+async def test_to_dict_without_state_restores_to_a_fresh_store() -> None:
+    wf = CountingFlow(timeout=5)
+    ctx: Context = Context(wf)
+    await wf.run(ctx=ctx)
+
+    data = ctx.to_dict(include_state=False)
+    assert data["state"] == {}
+    assert Context(wf).to_dict(include_state=False)["state"] == {}
+
+    restored: Context = Context.from_dict(wf, json.loads(json.dumps(data)))
+    assert await restored.store.get("count", default=None) is None
+    assert await wf.run(ctx=restored) == 1
+    assert await wf.run(ctx=Context.from_dict(wf, ctx.to_dict())) == 2
+
+
 async def test_to_dict_from_dict_round_trip_typed() -> None:
     wf = TypedFlow(timeout=5)
     ctx: Context[Counter] = Context(wf)
@@ -588,17 +604,98 @@ async def test_to_dict_from_dict_round_trip_typed() -> None:
     assert await wf.run(ctx=restored) == 3
 
 
+async def test_to_dict_before_any_run_is_upstreams_initial_snapshot() -> None:
+    wf = NoopFlow(timeout=5)
+    data = Context(wf).to_dict()
+    assert data == {
+        "version": 2,
+        "state": {},
+        "is_running": False,
+        "workers": {
+            "only": {
+                "queue": [],
+                "in_progress": [],
+                "collected_events": {},
+                "collect_generations": {},
+                "static_collect_events": [],
+                "collected_waiters": [],
+            }
+        },
+        "stream_seq": 0,
+        "work_item_seq": 0,
+        "invocation_seq": 0,
+        "deliveries": [],
+        "streams": {},
+        "collection_release_states": {},
+        "elapsed_alive": 0.0,
+        "last_alive_stamp": None,
+        "journal_seq": 0,
+    }
+    restored: Context = Context.from_dict(wf, json.loads(json.dumps(data)))
+    assert restored.is_running is False
+    assert await wf.run(ctx=restored) == "noop"
+
+
+async def test_to_dict_before_run_carries_the_staged_state_into_the_next_run() -> None:
+    wf = CountingFlow(timeout=5)
+    ctx: Context = Context(wf)
+    await ctx.store.set("count", 40)
+    data = ctx.to_dict()
+    assert data["state"]["state_data"] == {"_data": {"count": "40"}}
+    assert await wf.run(ctx=Context.from_dict(wf, data)) == 41
+
+
+async def test_to_dict_of_a_restored_context_before_run_includes_later_writes() -> None:
+    wf = CountingFlow(timeout=5)
+    ctx: Context = Context(wf)
+    await wf.run(ctx=ctx)
+    restored: Context = Context.from_dict(wf, ctx.to_dict())
+    await restored.store.set("note", "kept")
+    data = restored.to_dict()
+    assert data["state"]["state_data"] == {"_data": {"count": "1", "note": '"kept"'}}
+    again: Context = Context.from_dict(wf, data)
+    assert await wf.run(ctx=again) == 2
+    assert await again.store.get("note") == "kept"
+
+
+async def test_from_dict_skips_steps_the_workflow_does_not_have() -> None:
+    class Other(Workflow):
+        @step
+        async def check(self, ctx: Context, ev: StartEvent) -> StopEvent:
+            return StopEvent(result=f"{await ctx.store.get('count')}-{await ctx.store.get('add')}")
+
+    counting = CountingFlow(timeout=5)
+    ctx: Context = Context(counting)
+    await counting.run(ctx=ctx)
+    data = ctx.to_dict()
+    data["workers"]["retired"] = {"queue": ["not even an event"]}
+    other = Other(timeout=5)
+    moved: Context = Context.from_dict(other, data)
+    await moved.store.set("add", "new")
+    assert list(moved.to_dict()["workers"]) == ["check"]
+    assert await other.run(ctx=moved) == "1-new"
+
+
+@pytest.mark.parametrize("store_type", ["sql", 5])
+def test_in_memory_state_store_from_dict_refuses_other_store_types(store_type: object) -> None:
+    with pytest.raises(ValueError) as caught:
+        InMemoryStateStore.from_dict({"store_type": store_type, "state_data": {}}, JsonSerializer())
+    assert str(caught.value) == (
+        f"Cannot parse store_type '{store_type}' as InMemorySerializedState. "
+        "Use the appropriate store's from_dict() method."
+    )
+
+
 @pytest.mark.parametrize(
     "payload",
     [
         {"version": 1, "state": {}, "is_running": False, "workers": "not a dict"},
         {"version": 1, "state": "nope", "workers": {}},
-        {"version": 1, "is_running": True, "workers": {"no_such_step": {"queue": []}}},
         {"version": 1, "is_running": True, "workers": {"only": {"queue": [{"attempts": 0}]}}},
         {"version": 1, "is_running": True, "workers": {"only": {"queue": ["{not json"]}}},
         {"version": 99},
     ],
-    ids=["workers-type", "state-type", "unknown-step", "missing-event", "bad-event", "version"],
+    ids=["workers-type", "state-type", "missing-event", "bad-event", "version"],
 )
 def test_from_dict_of_garbage_raises_context_serde_error(payload: dict[str, Any]) -> None:
     with pytest.raises(ContextSerdeError):

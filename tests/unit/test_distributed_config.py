@@ -288,3 +288,79 @@ def test_a_remembered_name_stays_known_while_any_of_its_instances_lives() -> Non
     assert registry.names() == []
     with pytest.raises(LookupError):
         registry.get(Reporting().workflow_name)
+
+
+def pinging_class() -> type[Workflow]:
+    """A workflow class named ``pinging`` with a ``Ping`` event of its own.
+
+    Each call makes new classes with the same names: a workflow redefined under
+    one name (a reloaded module, a re-run notebook cell) whose event types travel
+    under the same type names but are other classes.
+    """
+
+    class Ping(Event):
+        pass
+
+    class Pinging(Workflow):
+        @step
+        async def ping(self, ev: StartEvent) -> Ping:
+            return Ping()
+
+        @step
+        async def pong(self, ev: Ping) -> StopEvent:
+            return StopEvent()
+
+    return Pinging
+
+
+def made_at(address: int, cls: type[Workflow]) -> Workflow:
+    """An instance of ``cls`` made at ``address``, where a collected object lived.
+
+    CPython reuses freed memory: the misses are kept alive until the allocator
+    hands out that address again. Only the object is allocated until then (no
+    ``__init__``, whose own allocations could take the address first); the class
+    is made beforehand for the same reason.
+    """
+    misses = []
+    for _ in range(100_000):
+        candidate = cls.__new__(cls)
+        if id(candidate) == address:
+            candidate.__init__(workflow_name="pinging")  # type: ignore[misc]
+            return candidate
+        misses.append(candidate)
+    pytest.skip("the interpreter did not reuse the collected workflow's address")
+
+
+def test_a_name_made_anew_at_a_collected_workflows_address_has_the_new_types() -> None:
+    # a process makes a new instance per run; the old one is collected and a new
+    # one, of a redefined class, may land at its address: the types must be the
+    # new class's, or messages would decode into classes its steps do not accept
+    import gc
+
+    registry = WorkflowRegistry()
+    lookup = event_types_of(registry)
+    old = pinging_class()(workflow_name="pinging")
+    registry.remember(old)
+    ping_name = next(name for name in lookup("pinging") if name.endswith(".Ping"))
+    redefined = pinging_class()
+    address = id(old)
+    del old
+    gc.collect()
+
+    new = made_at(address, redefined)
+    registry.remember(new)
+
+    assert lookup("pinging")[ping_name] is new._plan().event_types[ping_name]
+
+
+def test_a_replaced_workflow_has_the_event_types_of_its_replacement() -> None:
+    registry = WorkflowRegistry()
+    lookup = event_types_of(registry)
+    registry.register(pinging_class()(workflow_name="pinging"))
+    lookup("pinging")
+
+    replacement = pinging_class()(workflow_name="pinging")
+    registry.register(replacement)
+
+    ping_name = next(name for name in lookup("pinging") if name.endswith(".Ping"))
+    assert lookup("pinging")[ping_name] is replacement._plan().event_types[ping_name]

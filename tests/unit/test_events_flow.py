@@ -38,6 +38,10 @@ class Part(Event):
     n: int
 
 
+class Question(Event):
+    text: str
+
+
 class Progress(Event):
     n: int
 
@@ -142,8 +146,14 @@ def test_send_event_before_run_raises_context_state_error() -> None:
             return StopEvent()
 
     ctx: Context = Context(Flow(timeout=5))
-    with pytest.raises(ContextStateError):
+    with pytest.raises(ContextStateError) as caught:
         ctx.send_event(StartEvent())
+    assert str(caught.value) == (
+        "send_event() called before workflow started. Call workflow.run() first."
+    )
+    # the phase is checked first, as upstream does: not the step name
+    with pytest.raises(ContextStateError):
+        ctx.send_event(StartEvent(), step="no_such_step")
 
 
 # --- collect_events -------------------------------------------------------------------
@@ -333,6 +343,34 @@ async def test_wait_for_event_honours_requirements() -> None:
             await handler.send_event(HumanResponseEvent(user="bob", response="no"))
             await handler.send_event(HumanResponseEvent(user="ada", response="yes"))
     assert await handler == ("ada", "yes")
+
+
+async def test_an_answer_sent_right_after_run_reaches_the_step_about_to_wait_for_it() -> None:
+    class Flow(Workflow):
+        @step
+        async def first(self, ev: StartEvent) -> Question:
+            return Question(text="Your name?")
+
+        @step
+        async def ask(self, ctx: Context, ev: Question) -> StopEvent:
+            answer = await ctx.wait_for_event(HumanResponseEvent, timeout=5)
+            return StopEvent(result=f"{ev.text} {answer.response}")
+
+    for _ in range(3):
+        handler = Flow(timeout=5).run()
+        handler.ctx.send_event(HumanResponseEvent(response="Ada"))  # before anyone waits
+        assert await handler == "Your name? Ada"
+
+
+async def test_an_event_nobody_waits_for_does_not_hold_up_the_run() -> None:
+    class Flow(Workflow):
+        @step
+        async def only(self, ev: StartEvent) -> StopEvent:
+            return StopEvent(result="done")
+
+    handler = Flow(timeout=5).run()
+    handler.ctx.send_event(HumanResponseEvent(response="unused"))
+    assert await asyncio.wait_for(handler, 3) == "done"
 
 
 async def test_wait_for_event_timeout_raises_timeout_error_in_the_step() -> None:

@@ -323,7 +323,7 @@ def test_retry_condition_is_checked_before_anything_else() -> None:
     assert seen == ["wait"]
 
 
-def test_policy_hands_attempts_seed_elapsed_and_upcoming_sleep_to_its_parts() -> None:
+def test_policy_hands_retry_number_seed_elapsed_and_upcoming_sleep_to_its_parts() -> None:
     calls: list[tuple[object, ...]] = []
 
     def wait(attempts: int, *, seed: int | None = None) -> float:
@@ -336,14 +336,39 @@ def test_policy_hands_attempts_seed_elapsed_and_upcoming_sleep_to_its_parts() ->
 
     policy = retry_policy(wait=wait, stop=stop)
     assert policy.next(8.25, 4, ERR, seed=31) == 2.5
-    assert calls == [("wait", 4, 31), ("stop", 4, 8.25, 2.5)]
+    # The wait counts retries from 0 (failure 4 is retry 3); the stop sees failures.
+    assert calls == [("wait", 3, 31), ("stop", 4, 8.25, 2.5)]
 
 
 def test_stop_before_delay_inside_policy_counts_the_next_sleep() -> None:
     policy = retry_policy(wait=wait_incrementing(start=2, increment=3), stop=stop_before_delay(20))
-    assert policy.next(10.0, 2, ERR) == 8.0  # 10 + 8 = 18 < 20
-    assert policy.next(10.0, 3, ERR) is None  # 10 + 11 >= 20
-    assert policy.next(18.9, 0, ERR) is None  # 18.9 + 2 >= 20
+    assert policy.next(10.0, 3, ERR) == 8.0  # retry 2: 10 + 8 = 18 < 20
+    assert policy.next(10.0, 4, ERR) is None  # retry 3: 10 + 11 >= 20
+    assert policy.next(18.9, 1, ERR) is None  # retry 0: 18.9 + 2 >= 20
+
+
+def test_first_retry_waits_the_strategys_first_delay() -> None:
+    # Failures count from 1, waits from 0, so backoff starts at the multiplier.
+    doubling = retry_policy(wait=wait_exponential(multiplier=1), stop=stop_after_attempt(6))
+    assert [doubling.next(0.0, n, ERR) for n in range(1, 7)] == [1.0, 2.0, 4.0, 8.0, 16.0, None]
+    linear = retry_policy(wait=wait_incrementing(start=1, increment=2), stop=stop_never())
+    assert [linear.next(0.0, n, ERR) for n in range(1, 5)] == [1.0, 3.0, 5.0, 7.0]
+
+
+def test_wait_chain_inside_policy_starts_with_its_first_strategy() -> None:
+    policy = retry_policy(
+        wait=wait_chain(wait_fixed(1), wait_fixed(5), wait_fixed(30)), stop=stop_never()
+    )
+    assert [policy.next(0.0, n, ERR) for n in range(1, 6)] == [1.0, 5.0, 30.0, 30.0, 30.0]
+    assert policy.next(0.0, 0, ERR) == 1.0  # 0 is clamped, never read as "the last one"
+
+
+def test_seeded_random_waits_inside_policy_use_the_retry_number() -> None:
+    policy = retry_policy(wait=wait_random_exponential(multiplier=1, max=60), stop=stop_never())
+    for failures in range(1, 6):
+        upper = 2.0 ** (failures - 1)
+        expected = random.Random(failures).uniform(0, upper)
+        assert policy.next(0.0, failures, ERR, seed=failures) == expected
 
 
 def test_stop_after_delay_inside_policy_uses_elapsed_time() -> None:
@@ -358,9 +383,9 @@ def test_full_composition_with_operators() -> None:
         wait=wait_exponential(multiplier=0.25, exp_base=4, max=10) + wait_fixed(1),
         stop=stop_after_attempt(4) | stop_after_delay(60),
     )
-    assert policy.next(0.0, 1, TimeoutError()) == 2.0  # 0.25*4 + 1
-    assert policy.next(0.0, 2, RuntimeError("HTTP 429 slow down")) == 5.0  # 0.25*16 + 1
-    assert policy.next(0.0, 3, TimeoutError()) == 11.0  # capped at 10, + 1
+    assert policy.next(0.0, 1, TimeoutError()) == 1.25  # 0.25*1 + 1
+    assert policy.next(0.0, 2, RuntimeError("HTTP 429 slow down")) == 2.0  # 0.25*4 + 1
+    assert policy.next(0.0, 3, TimeoutError()) == 5.0  # 0.25*16 + 1
     assert policy.next(0.0, 4, TimeoutError()) is None
     assert policy.next(61.0, 1, TimeoutError()) is None
     assert policy.next(0.0, 1, RuntimeError("HTTP 500")) is None
@@ -772,6 +797,18 @@ def test_legacy_constructors_warn_at_the_caller(factory: Callable[..., RetryPoli
     assert type(policy).__name__ == "_ComposableRetryPolicy"
 
 
+def test_legacy_constructors_warn_with_the_upstream_text() -> None:
+    with pytest.warns(DeprecationWarning) as record:
+        ConstantDelayRetryPolicy()
+        ExponentialBackoffRetryPolicy()
+    assert [str(w.message) for w in record] == [
+        "ConstantDelayRetryPolicy is deprecated, use "
+        "retry_policy(wait=wait_fixed(delay), stop=stop_after_attempt(n)) instead",
+        "ExponentialBackoffRetryPolicy is deprecated, use "
+        "retry_policy(wait=wait_exponential(...), stop=stop_after_attempt(n)) instead",
+    ]
+
+
 def test_constant_delay_defaults() -> None:
     policy = _legacy(ConstantDelayRetryPolicy)
     assert policy.next(0.0, 1, ERR) == 5.0
@@ -793,28 +830,30 @@ def test_exponential_backoff_without_jitter() -> None:
         max_delay=30.0,
         jitter=False,
     )
-    assert [policy.next(0.0, n, ERR) for n in range(8)] == [
+    # attempts 0 (a direct caller) and 1 both ask for retry 0.
+    assert [policy.next(0.0, n, ERR) for n in range(9)] == [
+        0.5,
         0.5,
         1.5,
         4.5,
         13.5,
         30.0,
         30.0,
-        30.0,
+        None,
         None,
     ]
 
 
 def test_exponential_backoff_defaults_stop_after_five_attempts() -> None:
     policy = _legacy(ExponentialBackoffRetryPolicy, jitter=False)
-    assert [policy.next(0.0, n, ERR) for n in range(1, 7)] == [2.0, 4.0, 8.0, 16.0, None, None]
+    assert [policy.next(0.0, n, ERR) for n in range(1, 7)] == [1.0, 2.0, 4.0, 8.0, None, None]
 
 
 def test_exponential_backoff_with_jitter_is_full_jitter() -> None:
     policy = _legacy(ExponentialBackoffRetryPolicy, initial_delay=2.0, multiplier=2.0, max_delay=9)
     for attempts in range(1, 5):
         seed = retry_seed("run", "step", attempts)
-        upper = min(2.0 * 2.0**attempts, 9.0)
+        upper = min(2.0 * 2.0 ** (attempts - 1), 9.0)
         delay = policy.next(0.0, attempts, ERR, seed=seed)
         assert delay == random.Random(seed).uniform(0, upper)
         assert delay == policy.next(0.0, attempts, ERR, seed=seed)

@@ -203,3 +203,32 @@ async def test_finished_workflows_are_not_kept_alive_by_the_engine() -> None:
         del workflow
     gc.collect()
     assert all(ref() is None for ref in refs)
+
+
+async def test_a_loop_timer_left_by_a_step_does_not_keep_the_workflow_alive() -> None:
+    # The timer's handle holds a copy of the step's contextvars, so the current
+    # step Context must be held there by a weak reference only.
+    timers: list[asyncio.TimerHandle] = []
+    seen: list[bool] = []
+
+    class Tiny(Workflow):
+        @step
+        async def only(self, ev: StartEvent) -> StopEvent:
+            loop = asyncio.get_running_loop()
+            timers.append(loop.call_later(3600, lambda: None))
+            seen.append(Context.get_step_context() is not None)
+            return StopEvent(result="done")
+
+    refs = []
+    try:
+        for _ in range(3):
+            workflow = Tiny()
+            assert await workflow.run() == "done"
+            refs.append(weakref.ref(workflow))
+            del workflow
+        gc.collect()
+        assert seen == [True, True, True]
+        assert all(ref() is None for ref in refs)
+    finally:
+        for timer in timers:
+            timer.cancel()

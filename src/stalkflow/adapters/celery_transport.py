@@ -23,15 +23,19 @@ executing is retried a few times in place, then the message is requeued.
 Flower and logs show ``run_id``, step, event type and attempt only
 (``argsrepr``/``kwargsrepr``).
 
-Flower sees the steps of one run as one tree: the first step task's id is
-:func:`root_task_id` of the run (any process can compute it), every message
-carries it as Celery's ``root_id``, and a message sent while a step task
-executes names that task as its ``parent_id`` (events sent from outside the
-steps, such as a human's answer, hang under the root). A step that ends in
-``ctx.wait_for_event`` sends the custom task event
-``task-waiting`` (run id, step, timeout; no payload) and ends without
-``task-succeeded``, so Flower shows it in the state ``WAITING``; the answer
-re-runs the step as a new task, a child of that root.
+Flower sees the steps of one run as one tree: every message carries the run's
+:func:`root_task_id` as Celery's ``root_id``, and the task that sent it as its
+``parent_id`` (events sent from outside the steps, such as a human's answer,
+hang under the root). A step that ends in ``ctx.wait_for_event`` sends the
+custom task event ``task-waiting`` (run id, step, timeout; no payload) and ends
+without ``task-succeeded``, so Flower shows it in the state ``WAITING``; the
+answer re-runs the step as a new task, a child of that root.
+
+This module holds the transport: registering step tasks, the ``Transport``
+port, the worker's sweep. A message's name, ids and options are made in
+``_celery_messages`` (``task_name`` and ``root_task_id`` are importable from
+here too), sent by ``_celery_send``, and executed by ``celery_steps`` and
+``celery_loop_path``.
 
 Example::
 
@@ -44,21 +48,14 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
-import dataclasses
 import logging
-import random
 import re
 import threading
-import uuid
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from kombu.exceptions import KombuError
-
-from stalkflow._urls import redact, redact_url
-from stalkflow.adapters._celery_send import StepSender
-from stalkflow.adapters._kombu_redis import keep_one_client
+from stalkflow.adapters._celery_messages import root_task_id, step_message, task_name
+from stalkflow.adapters._celery_send import Publisher
 from stalkflow.adapters._worker_loop import WorkerLoop
 from stalkflow.adapters.celery_app import CeleryApp, create_app, install_safe_inspection
 from stalkflow.adapters.celery_loop_path import install_drain, strategy_for
@@ -75,8 +72,6 @@ from stalkflow.adapters.celery_steps import (
 from stalkflow.core.codec import EventCodec
 from stalkflow.core.deliveries import Delivery
 from stalkflow.decorators import CeleryOptions
-from stalkflow.errors import BrokerUnavailableError
-from stalkflow.events import StartEvent
 from stalkflow.ports import Executor, Unsent
 
 if TYPE_CHECKING:
@@ -107,38 +102,8 @@ STEP_TASK_OPTIONS: Mapping[str, Any] = {
 }
 
 
-_ROOT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "stalkflow:run-root")
-
-
-def _task_id() -> str:
-    """A fresh Celery task id: a random UUID 4, without asking the OS for entropy.
-
-    Celery's own (``uuid.uuid4``) reads ``os.urandom``, a system call per message;
-    a task id only has to be unique, not unpredictable. ``random`` reseeds in a
-    forked child.
-    """
-    return str(uuid.UUID(int=random.getrandbits(128), version=4))
-
-
-def root_task_id(run_id: str) -> str:
-    """The Celery task id of a run's first step task: the ``root_id`` of all its tasks."""
-    return str(uuid.uuid5(_ROOT_NAMESPACE, run_id))
-
-
-def task_name(workflow: str, step: str) -> str:
-    """The Celery task name of a step: ``"<workflow>.<step>"``."""
-    return f"{workflow}.{step}"
-
-
 def _no_workflows(name: str) -> Mapping[str, type[Event]]:
     raise LookupError(name)
-
-
-@dataclasses.dataclass(frozen=True)
-class _Message:
-    name: str
-    body: dict[str, Any]
-    options: dict[str, Any]
 
 
 class CeleryTransport:
@@ -164,9 +129,8 @@ class CeleryTransport:
         self._codec = codec
         self._workflows = workflows
         self._loop = WorkerLoop()
-        self._runner = StepRunner(self._loop, self._publish, decoder(codec, task_name))
-        self._sender = StepSender(app)
-        self._producers = threading.local()
+        self._publisher = Publisher(app)
+        self._runner = StepRunner(self._loop, self._publisher.publish, decoder(codec, task_name))
         self._lock = threading.Lock()
         self._options: dict[str, CeleryOptions] = {}
         self._owns_app = False
@@ -269,12 +233,15 @@ class CeleryTransport:
         """
         if not deliveries:
             return
-        messages = [self._message(delivery, delay_s) for delivery in deliveries]
+        messages = [
+            step_message(delivery, delay_s, self._options_for(delivery), self._codec)
+            for delivery in deliveries
+        ]
         step_task = current_task.get()
         if step_task is not None and step_task.defers(deliveries):
             step_task.outbox.append(Outgoing(deliveries, delay_s, messages))
             return
-        await asyncio.to_thread(self._publish, messages)
+        await asyncio.to_thread(self._publisher.publish, messages)
 
     def run_finished(self, run_id: str) -> None:
         """Abandon this process's executions of the run still under way."""
@@ -322,83 +289,3 @@ class CeleryTransport:
         self._loop.close()
         if self._owns_app:
             self.app.close()
-
-    # --- sending ------------------------------------------------------------------------
-
-    def _message(self, delivery: Delivery, delay_s: float) -> _Message:
-        options = self._options_for(delivery)
-        send: dict[str, Any] = {
-            "argsrepr": f"({describe(delivery)})",
-            "kwargsrepr": "{}",
-            "serializer": "json",
-        }
-        if delay_s > 0:
-            send["countdown"] = delay_s
-        if options.queue is not None:
-            send["queue"] = options.queue
-        if options.priority is not None:
-            send["priority"] = options.priority
-        send.update(self._lineage(delivery, delay_s))
-        if "task_id" not in send:
-            send["task_id"] = _task_id()
-        body = self._codec.encode_delivery(delivery)
-        return _Message(task_name(delivery.workflow, delivery.step), body, send)
-
-    @staticmethod
-    def _lineage(delivery: Delivery, delay_s: float) -> dict[str, Any]:
-        """Celery's ``task_id``/``root_id``/``parent_id``: a run's tasks form one tree."""
-        current = current_task.get()
-        if current is not None and current.run_id == delivery.run_id:
-            return {"root_id": current.root_id, "parent_id": current.task_id}
-        root = root_task_id(delivery.run_id)
-        is_start = (
-            isinstance(delivery.event, StartEvent)
-            and delivery.attempt == 1
-            and not delivery.resolved
-            and delivery.expires_waiter is None
-        )
-        if is_start:
-            return {"task_id": root, "root_id": root}
-        return {"root_id": root, "parent_id": root}
-
-    def _publish(self, messages: Sequence[_Message], keep_producer: bool = False) -> None:
-        """Send messages (blocking); ``BrokerUnavailableError`` once Celery's retries are spent.
-
-        ``keep_producer``: this thread sends often (a worker's consumer thread, after
-        every execution) and keeps the producer it acquires from the app's pool; one
-        that failed is given back and replaced. Other threads give theirs back.
-        """
-        try:
-            if not keep_producer:
-                with self.app.producer_or_acquire() as producer:
-                    keep_one_client(getattr(producer, "channel", None))
-                    for message in messages:
-                        self._sender.send(producer, message.name, message.body, message.options)
-                return
-            producer = getattr(self._producers, "producer", None)
-            if producer is None:
-                producer = self.app.producer_pool.acquire(block=True)
-                self._producers.producer = producer
-                keep_one_client(getattr(producer, "channel", None))
-            for message in messages:
-                self._sender.send(producer, message.name, message.body, message.options)
-        except (KombuError, OSError, AttributeError) as exc:
-            # AttributeError: kombu's Redis transport, its connection half re-established
-            # after an outage, can fail so ('NoneType' object has no attribute 'client').
-            self._drop_producer()
-            url = self._broker_url()
-            reason = redact(f"{type(exc).__name__}: {exc}", self.app.conf.broker_url)
-            raise BrokerUnavailableError(
-                f"Cannot send {len(messages)} message(s) to the broker at {url}: {reason}"
-            ) from exc
-
-    def _drop_producer(self) -> None:
-        producer = getattr(self._producers, "producer", None)
-        self._producers.producer = None
-        if producer is not None:
-            with contextlib.suppress(Exception):
-                producer.release()
-
-    def _broker_url(self) -> str:
-        url = self.app.conf.broker_url
-        return redact_url(url) if isinstance(url, str) else "<default broker>"

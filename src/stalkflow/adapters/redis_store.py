@@ -29,6 +29,13 @@ properties of its own:
   (connection, timeout) or :class:`~stalkflow.errors.BackendError`, and the
   password of the URL never appears in a message.
 
+This module holds the runs, their execution and their event stream. The class
+is assembled from parts, each one concern: the state blobs and locks
+(``_redis_state``), the sweeps and the index of runs to sweep
+(``_redis_sweep``), and what they all share (``_redis_base``: keys,
+connections, errors, script calls). Script arguments are encoded by
+``_redis_wire``, replies decoded by ``_redis_replies``.
+
 Example:
     >>> store = RedisStore.from_url("redis://localhost:6379/0", prefix="myapp")
 """
@@ -36,15 +43,16 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 import time
 from collections.abc import Sequence
 from typing import Any, cast
 
-from stalkflow.adapters._redis_client import BLOCK_SLICE_S, ErrorTranslator, RedisClients
-from stalkflow.adapters._redis_wire import RECORD_FIELDS, RedisWire, as_list
-from stalkflow.adapters.redis_keys import KeySpace, RunKeys, pack_keys
+from stalkflow.adapters._redis_base import DEFAULT_FINISHED_TTL_S
+from stalkflow.adapters._redis_client import BLOCK_SLICE_S
+from stalkflow.adapters._redis_replies import RECORD_FIELDS, as_list
+from stalkflow.adapters._redis_state import RedisStateOps
+from stalkflow.adapters._redis_sweep import RedisSweeps
 from stalkflow.core.codec import EventCodec
 from stalkflow.core.deliveries import Delivery, Waiter
 from stalkflow.core.runs import RunOutcome, RunRecord, RunStatus, is_past_deadline
@@ -56,42 +64,16 @@ from stalkflow.ports import (
     Commit,
     CommitResult,
     DeliveryPolicy,
-    Recovered,
     RunSeed,
     RunSnapshot,
-    SaveStatus,
-    StateSnapshot,
     StreamEntry,
 )
 
 __all__ = ["RedisStore"]
 
-#: How long a finished run's keys are kept: a week.
-DEFAULT_FINISHED_TTL_S = 7 * 24 * 3600.0
-#: How many of the oldest listing entries each sweep checks for expired runs.
-_PRUNE_BATCH = 200
-# A lock waiter re-checks at least this often, even without a wake-up.
-_LOCK_POLL_S = 0.5
 
-
-class RedisStore:
+class RedisStore(RedisSweeps, RedisStateOps):
     """A ``Store`` in Redis. Build it with :meth:`from_url`; close it with :meth:`aclose`."""
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        prefix: str = "stalkflow",
-        codec: EventCodec | None = None,
-        finished_ttl_s: float = DEFAULT_FINISHED_TTL_S,
-        policy: DeliveryPolicy | None = None,
-    ) -> None:
-        self._keys = KeySpace(prefix)
-        self._wire = RedisWire(
-            codec or EventCodec.permissive(), finished_ttl_s, policy, self._keys.finished_channel
-        )
-        self._errors = ErrorTranslator(url)
-        self._clients = RedisClients(url)
 
     @classmethod
     def from_url(
@@ -111,30 +93,8 @@ class RedisStore:
         """
         return cls(url, prefix=prefix, codec=codec, finished_ttl_s=finished_ttl_s, policy=policy)
 
-    @property
-    def policy(self) -> DeliveryPolicy:
-        return self._wire.policy
-
-    @property
-    def url(self) -> str:
-        """The Redis URL, password redacted."""
-        return self._errors.safe_url
-
     def __repr__(self) -> str:
         return f"RedisStore({self.url!r}, prefix={self._keys.prefix!r})"
-
-    async def aclose(self) -> None:
-        """Close every connection this store opened."""
-        with self._errors():
-            await self._clients.aclose()
-
-    async def _script(
-        self, name: str, keys: RunKeys | Sequence[str], args: Sequence[Any] = ()
-    ) -> Any:
-        """Call a script with a run's keys (``RunKeys``) or the keys given."""
-        clients = await self._clients.for_loop()
-        packed = keys.packed if isinstance(keys, RunKeys) else pack_keys(keys)
-        return await clients.calls.call(name, packed, args)
 
     # --- runs -----------------------------------------------------------------------
 
@@ -169,13 +129,13 @@ class RedisStore:
                 raise RunExistsError(
                     f"Workflow run with run_id '{run.run_id}' already exists.", run_id=run.run_id
                 )
-        return self._wire.released(reply[1], seed.deliveries)
+        return self._replies.released(reply[1], seed.deliveries)
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         with self._errors():
             clients = await self._clients.for_loop()
             fields = await clients.quick.hmget(self._keys.run(run_id).run, RECORD_FIELDS)
-        return None if fields[0] is None else self._wire.record(fields)
+        return None if fields[0] is None else self._replies.record(fields)
 
     async def list_runs(
         self, *, workflow: str | None = None, status: RunStatus | None = None
@@ -190,7 +150,7 @@ class RedisStore:
             gone = [run_id for run_id, row in zip(run_ids, rows, strict=True) if row[0] is None]
             if gone:  # expired with their run's TTL
                 await clients.quick.zrem(self._keys.index, *gone)
-        records = [self._wire.record(row) for row in rows if row[0] is not None]
+        records = [self._replies.record(row) for row in rows if row[0] is not None]
         return [
             r
             for r in records
@@ -244,7 +204,7 @@ class RedisStore:
     async def snapshot(self, run_id: str) -> RunSnapshot | None:
         with self._errors():
             reply = as_list(await self._script("snapshot", self._keys.run(run_id)))
-        return None if reply[0] == "missing" else self._wire.snapshot(reply)
+        return None if reply[0] == "missing" else self._replies.snapshot(reply)
 
     # --- execution ------------------------------------------------------------------
 
@@ -268,7 +228,7 @@ class RedisStore:
         ]
         with self._errors():
             reply = await self._script("begin", keys, args)
-        begin = self._wire.begin(reply)
+        begin = self._replies.begin(reply)
         if (
             begin.status is BeginStatus.RUN
             and begin.run is not None
@@ -300,80 +260,13 @@ class RedisStore:
                 # shorter timeout must ask for an earlier look
                 await self._mark_active(run_id, waiter.delivery.workflow, waiter.timeout_s)
         known = [*commit.routed, *(d for _, d in commit.resolved)]
-        return self._wire.commit_result(reply, known)
+        return self._replies.commit_result(reply, known)
 
     async def expire_waiter(self, run_id: str, waiter_id: str) -> CommitResult:
         args = [waiter_id, self._wire.grace_ms]
         with self._errors():
             reply = await self._script("expire_waiter", self._keys.run(run_id), args)
-        return self._wire.commit_result(reply)
-
-    async def sweep(self, limit: int = 100, workflows: Sequence[str] = ()) -> Sequence[Recovered]:
-        """Deliveries past their deadline, from the runs due for a look (see the module doc).
-
-        ``workflows``: the workflows whose runs to sweep (a worker sweeps what it
-        can execute); empty: every workflow's.
-        """
-        recovered: list[Recovered] = []
-        with self._errors():
-            clients = await self._clients.for_loop()
-            await self._prune_index(clients.quick)
-            names = list(workflows)
-            if not names:
-                names = sorted(cast(set[str], await clients.quick.smembers(self._keys.workflows)))
-            for workflow in names:
-                active = self._keys.active(workflow)
-                run_ids = await clients.scripts["due_runs"](
-                    keys=[active], args=[limit, self._wire.lease_ms]
-                )
-                for run_id in cast(list[str], run_ids):
-                    args = [limit, self._wire.grace_ms, self._wire.lease_ms, json.dumps([workflow])]
-                    keys = self._keys.run(run_id)
-                    reply = as_list(await self._script("sweep_run", keys, args))
-                    if reply[0] == "gone":
-                        await clients.quick.zrem(active, run_id)
-                        continue
-                    await clients.quick.zadd(active, {run_id: int(reply[1])}, xx=True)
-                    if reply[0] == "ok":
-                        recovered.extend(self._wire.swept(run_id, reply[2]))
-                    if len(recovered) >= limit:
-                        return recovered
-        return recovered
-
-    async def _prune_index(self, client: Any) -> None:
-        """Drop the oldest listing entries whose run has expired (sweeps do it as they go).
-
-        The listing index is outside the runs' hash slots, so expiring a run cannot
-        remove its entry; without this only ``list_runs`` would.
-        """
-        oldest = cast(list[str], await client.zrange(self._keys.index, 0, _PRUNE_BATCH - 1))
-        if not oldest:
-            return
-        pipe = client.pipeline(transaction=False)
-        for run_id in oldest:
-            pipe.exists(self._keys.run(run_id).run)
-        exists = await pipe.execute()
-        gone = [run_id for run_id, found in zip(oldest, exists, strict=True) if not found]
-        if gone:
-            await client.zrem(self._keys.index, *gone)
-
-    async def redispatch_soon(
-        self, run_id: str, delivery_ids: Sequence[str], delay_s: float = 0.0
-    ) -> None:
-        if not delivery_ids:
-            return
-        delay_ms = max(0, round(delay_s * 1000))
-        keys = self._keys.run(run_id)
-        with self._errors():
-            workflow = await self._script("redispatch_soon", keys, [delay_ms, *delivery_ids])
-            if workflow:
-                await self._mark_active(run_id, str(workflow), delay_s)
-
-    async def _mark_active(self, run_id: str, workflow: str, in_s: float) -> None:
-        clients = await self._clients.for_loop()
-        await clients.scripts["mark_active"](
-            keys=[self._keys.active(workflow)], args=[run_id, max(0, round(in_s * 1000))]
-        )
+        return self._replies.commit_result(reply)
 
     def collect(
         self,
@@ -389,7 +282,7 @@ class RedisStore:
             reply = as_list(self._clients.sync_call("collect", packed, args))
         if reply[0] == -1:
             raise RunNotFoundError(f"No workflow run with id {run_id!r}", run_id=run_id)
-        return self._wire.collected(reply, expected)
+        return self._replies.collected(reply, expected)
 
     async def waiters(self, run_id: str) -> Sequence[Waiter]:
         keys = self._keys.run(run_id)
@@ -399,54 +292,7 @@ class RedisStore:
             pipe.hgetall(keys.waiters)
             pipe.zrange(keys.waiter_order, 0, -1)
             by_id, order = await pipe.execute()
-        return self._wire.waiters(by_id, order)
-
-    # --- state ----------------------------------------------------------------------
-
-    async def load_state(self, key: str) -> StateSnapshot:
-        with self._errors():
-            clients = await self._clients.for_loop()
-            version, blob = await clients.quick.hmget(self._keys.state(key).state, ["v", "b"])
-        return StateSnapshot(int(version or 0), cast("str | None", blob))
-
-    async def save_state(
-        self, key: str, blob: str, expected_version: int, token: str | None = None
-    ) -> SaveStatus:
-        keys = self._keys.state(key)
-        args = [blob, expected_version, "0" if token is None else "1", token or ""]
-        with self._errors():
-            reply = await self._script("save_state", [keys.state, keys.lock, keys.run], args)
-        return SaveStatus(reply)
-
-    async def acquire_lock(self, key: str, token: str, lease_s: float, wait_s: float) -> bool:
-        keys = self._keys.state(key)
-        deadline = time.monotonic() + wait_s
-        lease_ms = max(1, round(lease_s * 1000))
-        while True:
-            with self._errors():
-                held_ms = await self._script("lock_acquire", [keys.lock], [token, lease_ms])
-            if held_ms == -1:
-                return True
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            # woken by a release, or when the holder's lease runs out at the latest
-            lease_left = held_ms / 1000 + 0.001 if held_ms >= 0 else _LOCK_POLL_S
-            wait = max(0.01, min(remaining, lease_left, _LOCK_POLL_S))
-            with self._errors():
-                clients = await self._clients.for_loop()
-                await clients.blocking.blpop([keys.lock_wakeups], timeout=round(wait, 3))
-
-    async def renew_lock(self, key: str, token: str, lease_s: float) -> bool:
-        lease_ms = max(1, round(lease_s * 1000))
-        lock = self._keys.state(key).lock
-        with self._errors():
-            return bool(await self._script("lock_renew", [lock], [token, lease_ms]))
-
-    async def release_lock(self, key: str, token: str) -> None:
-        keys = self._keys.state(key)
-        with self._errors():
-            await self._script("lock_release", [keys.lock, keys.lock_wakeups], [token])
+        return self._replies.waiters(by_id, order)
 
     # --- stream ---------------------------------------------------------------------
 
@@ -472,7 +318,7 @@ class RedisStore:
             if status is None:
                 return []
             if entries:
-                return [self._wire.stream_entry(workflow, entry) for entry in entries]
+                return [self._replies.stream_entry(workflow, entry) for entry in entries]
             if status != RunStatus.RUNNING.value:
                 return []
             # a new entry, or the run's end, ends the wait

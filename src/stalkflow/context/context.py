@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-import warnings
 import weakref
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
+from stalkflow.context import deprecated
 from stalkflow.context import snapshot as snapshots
 from stalkflow.context.serializers import BaseSerializer, JsonSerializer
 from stalkflow.context.state_codec import StateCodec
@@ -115,6 +115,18 @@ class Context(Generic[MODEL_T]):
             self._staging = InMemoryStateStore(state, self._serializer)
         return self._staging
 
+    def _staged_state(self, serializer: BaseSerializer | None) -> dict[str, Any]:
+        """The ``state`` of ``to_dict()`` before a run, as upstream writes it.
+
+        The store's payload once it was used (or when a serializer is given);
+        otherwise the restored state unchanged, or ``{}`` for a new context.
+        """
+        if self._staging is not None or serializer is not None:
+            return self.store.to_dict(serializer or self._serializer)
+        if self._restored is not None and self._restored.state is not None:
+            return self._restored.state
+        return {}
+
     def _seed_state(self) -> str | None:
         """The encoded state a new run of this context starts from, if any."""
         if self._staging is not None:
@@ -131,10 +143,12 @@ class Context(Generic[MODEL_T]):
 
     @property
     def is_running(self) -> bool:
+        """Whether the run is under way; before a run, whether the restored snapshot was.
+
+        Inside a step it is always True, and reading it there is deprecated.
+        """
         if self._scope is not None:
-            warnings.warn(
-                "Context.is_running inside a step is always True", DeprecationWarning, stacklevel=2
-            )
+            deprecated.warn_once(deprecated.IS_RUNNING_IN_STEP, stacklevel=2)
             return True
         if self._handler is not None:
             return not self._handler.is_done()
@@ -159,11 +173,14 @@ class Context(Generic[MODEL_T]):
         From a step, events are routed when the step finishes, together with
         its returned event. From handler code they are routed at once.
         """
+        if self._scope is None and self._run_id is None:
+            raise ContextStateError(
+                "send_event() called before workflow started. Call workflow.run() first."
+            )
         self._workflow._plan().routing.check_target(message, step)
         if self._scope is not None:
             self._scope.sent.append((message, step))
             return
-        self._require_run("send_event")
         assert self._handler is not None or self._engine is not None
         if self._handler is not None:
             self._handler._send_later(message, step)
@@ -279,30 +296,71 @@ class Context(Generic[MODEL_T]):
         return sorted({d.step for d in snap.in_progress}) if snap else []
 
     def stream_events(self) -> AsyncGenerator[Event, None]:
+        return self._require_handler("stream_events").stream_events()
+
+    def _require_handler(self, name: str) -> WorkflowHandler:
+        if self._scope is not None:
+            raise ContextStateError(
+                f"{name} is only available from handler code, not from within steps."
+            )
         if self._handler is None:
             raise ContextStateError(
-                "stream_events requires a running workflow. Call workflow.run() first."
+                f"{name} requires a running workflow. Call workflow.run() first."
             )
-        return self._handler.stream_events()
+        return self._handler
+
+    def get_result(self) -> Any:
+        """Deprecated: the run's result; prefer ``await workflow.run(..., ctx=ctx)``.
+
+        Returns what awaiting the handler returns (the StopEvent's result) and
+        raises the run's error the same way; ``WorkflowRuntimeError`` while the
+        run is not over.
+        """
+        deprecated.warn_once(deprecated.GET_RESULT, stacklevel=1)
+        return deprecated.run_result(self._require_handler("get_result"))
+
+    @property
+    def streaming_queue(self) -> asyncio.Queue[Event]:
+        """Deprecated: an ``asyncio.Queue`` filled with the run's stream events.
+
+        Prefer ``async for ev in ctx.stream_events()``. It consumes the run's
+        stream, internal events included, up to the StopEvent.
+        """
+        deprecated.warn_once(deprecated.STREAMING_QUEUE, stacklevel=1)
+        return deprecated.streaming_queue(self._require_handler("streaming_queue"))
 
     # --- serialization -------------------------------------------------------------------
 
-    def to_dict(self, serializer: BaseSerializer | None = None) -> dict[str, Any]:
-        """The context as a JSON-compatible dict, in upstream's format (version 2)."""
+    def to_dict(
+        self, serializer: BaseSerializer | None = None, *, include_state: bool = True
+    ) -> dict[str, Any]:
+        """The context as a JSON-compatible dict, in upstream's format (version 2).
+
+        Before a run it is the snapshot the run will start from: what the
+        context was restored from, or empty workers and the staged state
+        (``{}`` while ``store`` was never used, as upstream writes it). With
+        ``include_state=False`` its ``state`` is left empty: restoring it starts
+        from a fresh state store.
+        """
         if self._scope is not None:
             raise ContextStateError(
                 "to_dict is only available from handler code, not from within steps."
             )
-        serializer = serializer or self._serializer
         if self._engine is None or self._run_id is None:
-            if self._restored is not None:
-                return self._restored.raw
-            raise ContextStateError(
-                "to_dict requires a running workflow. Call workflow.run() first."
+            data = snapshots.export_initial(
+                self._workflow, self._restored, self._staged_state(serializer)
             )
-        return snapshots.export(
-            self._workflow, self._engine, self._run_id, self._codec(), serializer
-        )
+        else:
+            data = snapshots.export(
+                self._workflow,
+                self._engine,
+                self._run_id,
+                self._codec(),
+                serializer or self._serializer,
+            )
+        if not include_state:
+            data["state"] = {}
+        return data
 
     @classmethod
     def from_dict(

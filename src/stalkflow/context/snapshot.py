@@ -4,7 +4,8 @@ The format is upstream's (version 2, as llama-index-workflows 2.26 writes it;
 versions 0 and 1 are read too), so a dict saved by llama-index-workflows
 restores here and the other way round: ``{"version": 2, "state": ..., "is_running": ...,
 "workers": {step: {"queue", "in_progress", "collected_events",
-"collected_waiters"}}}``, events as serializer strings. A waiter is restored as
+"collected_waiters", ...}}, ...}``, events as serializer strings. Steps the
+workflow does not have are skipped on restore, as upstream does. A waiter is restored as
 a waiter, so an answer sent right after the resume finds it. Its requirements
 are written too when the serializer can encode them (an extra key upstream
 ignores); a waiter whose requirements could not be written matches its event
@@ -118,9 +119,9 @@ def parse(workflow: Workflow, data: dict[str, Any], serializer: BaseSerializer) 
         buffers: dict[tuple[str, str], list[Event]] = {}
         for step_name, worker in workers.items():
             if step_name not in steps:
-                raise ContextSerdeError(
-                    f"Context dict names a step {step_name!r} that the workflow does not have"
-                )
+                # A step of another workflow (or one since removed): skipped, as
+                # upstream does, so a context can move to a workflow of other steps.
+                continue
             for item in worker.get("queue", []):
                 raw, attempts = (
                     (item["event"], int(item.get("attempts", 0)))
@@ -256,10 +257,7 @@ def export(
     if snap is None:
         raise ContextSerdeError(f"Workflow run {run_id!r} no longer exists; nothing to export")
     plan = workflow._plan()
-    workers: dict[str, dict[str, Any]] = {
-        name: {"queue": [], "in_progress": [], "collected_events": {}, "collected_waiters": []}
-        for name in plan.configs
-    }
+    workers = {name: _empty_worker() for name in plan.configs}
     resumable = snap.run.status in RESUMABLE
     if resumable:
         for delivery in snap.queued:
@@ -285,12 +283,77 @@ def export(
             workers[step_name]["collected_events"][buffer_id] = [
                 serializer.serialize(e) for e in events
             ]
+    return _document(codec.to_payload(snap.state.blob, serializer), resumable, workers, {})
+
+
+def export_initial(
+    workflow: Workflow, restored: Restored | None, state: dict[str, Any]
+) -> dict[str, Any]:
+    """``to_dict()`` of a context before its run: the snapshot the run will start from.
+
+    A new context gives every step an empty worker and ``state`` as given (``{}``
+    while its store is untouched, as upstream writes it); a restored one keeps
+    what it was restored from, steps the workflow does not have left out, so
+    ``from_dict`` of the result followed by ``run(ctx=...)`` behaves as the original.
+    """
+    raw = restored.raw if restored is not None else {}
+    raw_workers = raw.get("workers") or {}
+    workers: dict[str, dict[str, Any]] = {}
+    for name in workflow._plan().configs:
+        worker = _empty_worker()
+        saved = raw_workers.get(name)
+        if isinstance(saved, dict):
+            worker.update({key: saved[key] for key in worker if key in saved})
+        workers[name] = worker
+    is_running = restored is not None and restored.is_running
+    return _document(state, is_running, workers, raw)
+
+
+def _empty_worker() -> dict[str, Any]:
+    """One step's entry in ``workers``, with every key upstream 2.26 writes."""
     return {
+        "queue": [],
+        "in_progress": [],
+        "collected_events": {},
+        "collect_generations": {},
+        "static_collect_events": [],
+        "collected_waiters": [],
+    }
+
+
+def _document(
+    state: dict[str, Any],
+    is_running: bool,
+    workers: dict[str, dict[str, Any]],
+    saved: dict[str, Any],
+) -> dict[str, Any]:
+    """The whole ``to_dict()`` payload, keys in upstream 2.26's order.
+
+    After ``workers`` upstream writes counters and buffers of its own runtime.
+    stalkflow keeps none of them: it writes the values found in ``saved`` (a
+    dict it was restored from) or else upstream's initial ones, which upstream
+    also assumes for a missing key, so writing them changes nothing on its side.
+    """
+    document: dict[str, Any] = {
         "version": VERSION,
-        "state": codec.to_payload(snap.state.blob, serializer),
-        "is_running": resumable,
+        "state": state,
+        "is_running": is_running,
         "workers": workers,
     }
+    initial: dict[str, Any] = {
+        "stream_seq": 0,
+        "work_item_seq": 0,
+        "invocation_seq": 0,
+        "deliveries": [],
+        "streams": {},
+        "collection_release_states": {},
+        "elapsed_alive": 0.0,
+        "last_alive_stamp": None,
+        "journal_seq": 0,
+    }
+    for key, value in initial.items():
+        document[key] = saved.get(key, value)
+    return document
 
 
 def _type_name(kind: type[Event]) -> str:

@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from stalkflow.context.serializers import BaseSerializer, JsonSerializer
-from stalkflow.errors import ContextSerdeError, StateSerializationError
+from stalkflow.errors import ContextSerdeError, StateSerializationError, UnknownStoreTypeError
 from stalkflow.events import DictLikeModel
 
 M = TypeVar("M", bound=BaseModel)
@@ -116,7 +116,7 @@ class StateCodec(Generic[M]):
         """Read the ``state`` part of a ``Context.to_dict()`` into a stored blob."""
         store_type = payload.get("store_type", "in_memory")
         if store_type != "in_memory":
-            raise ContextSerdeError(f"Cannot parse store_type {store_type!r} as in-memory state")
+            raise UnknownStoreTypeError(store_type)
         state_data = payload.get("state_data")
         if payload.get("state_type", "DictState") == "DictState" or self.untyped:
             if state_data is not None and (

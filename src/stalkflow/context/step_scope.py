@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import dataclasses
+import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -21,8 +22,13 @@ from stalkflow.events import Event
 if TYPE_CHECKING:
     from stalkflow.context.context import Context
 
-_current: contextvars.ContextVar[Context[Any] | None] = contextvars.ContextVar(
-    "stalkflow_step_context", default=None
+# A weak reference: every callback or task a step schedules (``loop.call_later``,
+# ``asyncio.create_task``) captures a copy of the step's contextvars, and a strong
+# reference there would keep the step's Context, and through it the workflow, alive
+# as long as such a handle lives. The step's own frame holds the Context strongly
+# while the step runs, so readers always see it then (upstream holds it weakly too).
+_current: contextvars.ContextVar[weakref.ReferenceType[Context[Any]] | None] = (
+    contextvars.ContextVar("stalkflow_step_context", default=None)
 )
 
 
@@ -58,12 +64,15 @@ class StepScope:
 
 
 def current_context() -> Context[Any] | None:
-    return _current.get()
+    """The Context of the step running in this task, or None outside any step."""
+    ref = _current.get()
+    return None if ref is None else ref()
 
 
-def enter(ctx: Context[Any]) -> contextvars.Token[Context[Any] | None]:
-    return _current.set(ctx)
+def enter(ctx: Context[Any]) -> contextvars.Token[weakref.ReferenceType[Context[Any]] | None]:
+    """Bind ``ctx`` as the current step's Context; undo with :func:`leave`."""
+    return _current.set(weakref.ref(ctx))
 
 
-def leave(token: contextvars.Token[Context[Any] | None]) -> None:
+def leave(token: contextvars.Token[weakref.ReferenceType[Context[Any]] | None]) -> None:
     _current.reset(token)

@@ -22,6 +22,12 @@ nothing in a message can make the codec run code. Workers and servers use the
 strict codec built from their registry; the permissive one is for tests and
 clients that have no registry and only read back what they wrote.
 
+This module holds the codec itself and :class:`OpaqueEvent`. The name lookups
+it relies on (``type_name``, stalkflow's own events, loaded subclasses) are in
+:mod:`stalkflow.core.codec_types`; JSON text in and out, and the checked reading
+of decoded fields, in :mod:`stalkflow.core.codec_json`. ``type_name`` is
+importable from here too.
+
 Example:
     >>> from stalkflow.events import StartEvent
     >>> codec = EventCodec.permissive()
@@ -32,76 +38,22 @@ Example:
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import PrivateAttr
 
-from stalkflow.core.deliveries import Delivery, ErrorInfo, Waiter
-from stalkflow.core.names import qualified_name
+from stalkflow.core.codec_json import Fields, dumps, error_from, kind_of, loads
+from stalkflow.core.codec_types import FRAMEWORK_EVENTS, HUMAN_INPUT_BASES, find_loaded, type_name
+from stalkflow.core.deliveries import Delivery, Waiter
 from stalkflow.core.runs import RunRecord, RunStatus
 from stalkflow.errors import EventCodecError
-from stalkflow.events import (
-    Event,
-    HumanResponseEvent,
-    InputRequiredEvent,
-    event_from_payload,
-    event_to_payload,
-)
+from stalkflow.events import Event, event_from_payload, event_to_payload
 
 __all__ = ["EventCodec", "EventTypes", "type_name"]
 
 #: For a workflow name, its registered event types keyed by ``"module.QualName"``.
 EventTypes = Callable[[str], Mapping[str, type[Event]]]
-
-# Subclasses a client may bring for human input (upstream lets it send its own).
-_HUMAN_INPUT_BASES: tuple[type[Event], ...] = (HumanResponseEvent, InputRequiredEvent)
-
-
-def type_name(cls: type[Any]) -> str:
-    """The name a class travels under: ``"module.QualName"`` (see ``core.names``)."""
-    return qualified_name(cls)
-
-
-def _framework_events() -> dict[str, type[Event]]:
-    import stalkflow.events as events_module
-
-    found: dict[str, type[Event]] = {}
-    for value in vars(events_module).values():
-        if (
-            isinstance(value, type)
-            and issubclass(value, Event)
-            and value.__module__ == events_module.__name__
-        ):
-            found[type_name(value)] = value
-    return found
-
-
-_FRAMEWORK_EVENTS = _framework_events()
-
-
-def _loaded_subclasses(base: type[Event]) -> Iterator[type[Event]]:
-    """Every live subclass of ``base``: classes already defined, so already imported."""
-    pending = list(base.__subclasses__())
-    seen: set[type[Event]] = set()
-    while pending:
-        cls = pending.pop()
-        if cls in seen:
-            continue
-        seen.add(cls)
-        yield cls
-        pending.extend(cls.__subclasses__())
-
-
-def _find_loaded(name: str, bases: tuple[type[Event], ...]) -> type[Event] | None:
-    for base in bases:
-        if type_name(base) == name:
-            return base
-        for cls in _loaded_subclasses(base):
-            if type_name(cls) == name:
-                return cls
-    return None
 
 
 class OpaqueEvent(Event):
@@ -190,7 +142,7 @@ class EventCodec:
                 a type this codec does not accept (which is never imported).
         """
         if not isinstance(obj, dict):
-            raise EventCodecError(f"An encoded event must be an object, not {_kind(obj)}")
+            raise EventCodecError(f"An encoded event must be an object, not {kind_of(obj)}")
         name = obj.get("type")
         data = obj.get("data")
         if not isinstance(name, str) or not isinstance(data, dict):
@@ -213,10 +165,10 @@ class EventCodec:
         """
         if known is not None and name in known:
             return known[name]
-        found = _FRAMEWORK_EVENTS.get(name) or self._registered(workflow).get(name)
+        found = FRAMEWORK_EVENTS.get(name) or self._registered(workflow).get(name)
         if found is None:
-            bases = (Event,) if self._permissive else _HUMAN_INPUT_BASES
-            found = _find_loaded(name, bases)
+            bases = (Event,) if self._permissive else HUMAN_INPUT_BASES
+            found = find_loaded(name, bases)
         if found is None:
             raise EventCodecError(
                 f"Unknown event type {name!r} for workflow {workflow!r}: it is not registered "
@@ -253,7 +205,7 @@ class EventCodec:
 
     def decode_delivery(self, obj: Any, *, opaque: bool = False) -> Delivery:
         """Rebuild a delivery; its events are decoded for its own workflow."""
-        fields = _Fields(obj, "delivery")
+        fields = Fields(obj, "delivery")
         workflow = fields.text("workflow")
         resolved = fields.mapping("resolved")
         return Delivery(
@@ -264,7 +216,7 @@ class EventCodec:
             delivery_id=fields.text("delivery_id"),
             attempt=fields.integer("attempt"),
             first_attempt_at=fields.optional_number("first_attempt_at"),
-            last_error=_error_from(fields.get("last_error")),
+            last_error=error_from(fields.get("last_error")),
             last_failed_at=fields.optional_number("last_failed_at"),
             resolved={
                 str(waiter_id): None
@@ -295,7 +247,7 @@ class EventCodec:
         A waiter for a type unknown here gets ``OpaqueEvent`` as its type, which
         no event sent from this process can match.
         """
-        fields = _Fields(obj, "waiter")
+        fields = Fields(obj, "waiter")
         delivery = self.decode_delivery(fields.get("delivery"), opaque=opaque)
         try:
             event_type = self.event_type(delivery.workflow, fields.text("event_type"))
@@ -332,7 +284,7 @@ class EventCodec:
         }
 
     def decode_run(self, obj: Any) -> RunRecord:
-        fields = _Fields(obj, "run record")
+        fields = Fields(obj, "run record")
         workflow = fields.text("workflow")
         result = fields.get("result")
         try:
@@ -348,7 +300,7 @@ class EventCodec:
             deadline=fields.optional_number("deadline"),
             timeout_s=fields.optional_number("timeout_s"),
             result=None if result is None else self.decode_event(workflow, result),
-            error=_error_from(fields.get("error")),
+            error=error_from(fields.get("error")),
             hitl=fields.boolean("hitl"),
             routes={
                 str(step): tuple(str(name) for name in names)
@@ -356,114 +308,11 @@ class EventCodec:
             },
         )
 
-    # --- text -----------------------------------------------------------------------
+    # --- text (see ``codec_json``) --------------------------------------------------
 
-    @staticmethod
-    def dumps(obj: Any) -> str:
-        """Compact JSON text.
-
-        Raises:
-            EventCodecError: ``obj`` holds a value JSON cannot represent.
-        """
-        try:
-            return json.dumps(obj, separators=(",", ":"))
-        except (TypeError, ValueError) as exc:
-            raise EventCodecError(f"Cannot encode as JSON: {exc}") from exc
-
-    @staticmethod
-    def loads(text: str | bytes) -> Any:
-        """Parse JSON text; anything else (pickle bytes among them) is refused.
-
-        Raises:
-            EventCodecError: the text is not UTF-8 JSON.
-        """
-        try:
-            if isinstance(text, (bytes, bytearray)):
-                text = bytes(text).decode("utf-8")
-            if not isinstance(text, str):
-                raise EventCodecError(f"Expected JSON text, got {_kind(text)}")
-            return json.loads(text)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise EventCodecError(
-                f"Not a JSON document (pickle is never accepted): {exc}"
-            ) from None
+    dumps = staticmethod(dumps)
+    loads = staticmethod(loads)
 
 
 def _no_workflows(name: str) -> Mapping[str, type[Event]]:
     raise LookupError(name)
-
-
-def _kind(value: Any) -> str:
-    return type(value).__name__
-
-
-def _error_from(value: Any) -> ErrorInfo | None:
-    if value is None:
-        return None
-    fields = _Fields(value, "error")
-    fields.text("type_name")
-    fields.text("message")
-    fields.optional_text("step")
-    fields.optional_text("traceback")
-    return ErrorInfo.from_json(value)
-
-
-class _Fields:
-    """Typed access to the fields of a decoded JSON object, failing with EventCodecError."""
-
-    def __init__(self, obj: Any, what: str) -> None:
-        if not isinstance(obj, dict):
-            raise EventCodecError(f"An encoded {what} must be an object, not {_kind(obj)}")
-        self._obj: dict[str, Any] = obj
-        self._what = what
-
-    def get(self, name: str) -> Any:
-        if name not in self._obj:
-            raise EventCodecError(f"An encoded {self._what} lacks the field {name!r}")
-        return self._obj[name]
-
-    def _bad(self, name: str, expected: str) -> EventCodecError:
-        got = _kind(self._obj.get(name))
-        return EventCodecError(f"Field {name!r} of a {self._what} must be {expected}, not {got}")
-
-    def text(self, name: str) -> str:
-        value = self.get(name)
-        if not isinstance(value, str):
-            raise self._bad(name, "a string")
-        return value
-
-    def optional_text(self, name: str) -> str | None:
-        value = self._obj.get(name)
-        if value is not None and not isinstance(value, str):
-            raise self._bad(name, "a string or null")
-        return value
-
-    def integer(self, name: str) -> int:
-        value = self.get(name)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self._bad(name, "an integer")
-        return value
-
-    def boolean(self, name: str) -> bool:
-        value = self.get(name)
-        if not isinstance(value, bool):
-            raise self._bad(name, "a boolean")
-        return value
-
-    def number(self, name: str) -> float:
-        value = self.get(name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self._bad(name, "a number")
-        return float(value)
-
-    def optional_number(self, name: str) -> float | None:
-        value = self._obj.get(name)
-        if value is None:
-            return None
-        return self.number(name)
-
-    def mapping(self, name: str) -> dict[str, Any]:
-        value = self.get(name)
-        if not isinstance(value, dict):
-            raise self._bad(name, "an object")
-        return value

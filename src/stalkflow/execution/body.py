@@ -20,6 +20,7 @@ from stalkflow.core.deliveries import Delivery, Waiter
 from stalkflow.core.runs import RunRecord
 from stalkflow.errors import StepTimeoutError, WorkflowRuntimeError
 from stalkflow.events import Event
+from stalkflow.observability.instrumentation import StepSpan
 from stalkflow.resource import resolve_resources
 
 if TYPE_CHECKING:
@@ -75,12 +76,15 @@ async def run_body(
     try:
         if config.resources:
             kwargs.update(await resolve_resources(workflow.resource_manager, config.resources))
-        if config.is_async:
-            value = await limited(func(**kwargs), limit, delivery)
-        else:
-            call = functools.partial(contextvars.copy_context().run, func, **kwargs)
-            running = asyncio.get_running_loop().run_in_executor(None, call)
-            value = await limited(running, limit, delivery)
+        # the step's instrument tags and span, set before its task or thread is made
+        with StepSpan(delivery, func, kwargs) as span:
+            if config.is_async:
+                value = await limited(func(**kwargs), limit, delivery)
+            else:
+                call = functools.partial(contextvars.copy_context().run, func, **kwargs)
+                running = asyncio.get_running_loop().run_in_executor(None, call)
+                value = await limited(running, limit, delivery)
+            span.returned(value)
         await scope.flush_writes()
         if value is not None and not isinstance(value, Event):
             raise WorkflowRuntimeError(

@@ -10,15 +10,16 @@ from typing import TYPE_CHECKING
 from stalkflow.context.step_scope import StepScope
 from stalkflow.core.deliveries import Delivery, Waiter
 from stalkflow.core.runs import RunRecord
-from stalkflow.errors import BackendError, DeliveryLimitError
+from stalkflow.errors import BackendError, DeliveryLimitError, UnknownWorkflowError
 from stalkflow.events import StepState, StepStateChanged
 from stalkflow.execution import dispatch as dispatching
 from stalkflow.execution import sweep as sweeping
 from stalkflow.execution.begin import claim, settle
-from stalkflow.execution.body import Failed, Outcome, run_body
+from stalkflow.execution.body import Failed, Outcome, Returned, run_body
 from stalkflow.execution.claims import Heartbeat, claim_token
 from stalkflow.execution.commit import commit_for, failure_commit, outputs_of
 from stalkflow.execution.settings import ExecutionSettings, describe, logger
+from stalkflow.observability import verbose
 from stalkflow.ports import Begin, BeginStatus, Commit, CommitResult
 
 if TYPE_CHECKING:
@@ -50,6 +51,8 @@ class Executor:
         engine = self._engine
         if delivery.expires_waiter is not None:
             result = await engine.store.expire_waiter(delivery.run_id, delivery.expires_waiter)
+            if result.committed and _verbose(engine, delivery):
+                verbose.say(verbose.waiter_timed_out(delivery.step, delivery.expires_waiter))
             await dispatching.after_commit(engine, delivery.run_id, result, None)
             return None
         token = self._held.pop(delivery.delivery_id, None) or claim_token()
@@ -96,12 +99,22 @@ class Executor:
         workflow = engine.workflow_for(delivery)
         plan = workflow._plan()
         scope = StepScope(delivery, worker_id=str(slot))
+        if workflow._verbose:
+            event_name = type(delivery.event).__name__
+            verbose.say(verbose.started(delivery.step, scope.worker_id, event_name))
         heartbeat = Heartbeat(engine.store, delivery, begin)
         try:
             outcome = await run_body(engine, workflow, plan, delivery, scope, run)
             result, commit = await self._commit(plan, delivery, begin, outcome, scope)
         finally:
             heartbeat.stop()
+        if workflow._verbose and result.committed:
+            returned = outcome.event if isinstance(outcome, Returned) else None
+            verbose.say(
+                *verbose.committed(
+                    scope.sent, returned, commit.stream, commit.routed, result.released
+                )
+            )
         if not result.committed and not result.status.finished:
             logger.info(
                 "The commit of %s changed nothing: it was committed already, or another "
@@ -200,6 +213,14 @@ class _Slots:
         heapq.heappush(self._freed, slot)
         self._used -= 1
         return self._used == 0
+
+
+def _verbose(engine: Engine, delivery: Delivery) -> bool:
+    """Whether the workflow of ``delivery``, if known here, writes its activity."""
+    try:
+        return engine.workflow_for(delivery)._verbose
+    except UnknownWorkflowError:
+        return False
 
 
 def _fenced(commit: Commit, token: str | None, waiter_seq: int | None) -> Commit:

@@ -118,10 +118,17 @@ class _ComposableRetryPolicy:
         None when the retry condition rejects ``error``; otherwise the wait
         strategy's delay, unless the stop condition (told that delay as
         ``upcoming_sleep``) says to stop.
+
+        ``attempts`` counts failures from 1 but wait strategies count retries
+        from 0, so the wait is asked for retry ``attempts - 1``: with
+        ``wait_exponential(multiplier=1)`` the first retry waits 1 s, then 2 s,
+        4 s... (llama-index-workflows 2.26 does the same). The stop condition
+        still sees ``attempts``. A caller passing 0 gets retry 0, not -1, which
+        ``wait_chain`` would read as its last strategy.
         """
         if self.retry is not None and not self.retry(error):
             return None
-        delay = self.wait(attempts, seed=seed)
+        delay = self.wait(max(attempts - 1, 0), seed=seed)
         if self.stop(attempts, elapsed_time, upcoming_sleep=delay):
             return None
         return delay
@@ -168,7 +175,7 @@ def ConstantDelayRetryPolicy(maximum_attempts: int = 3, delay: float = 5) -> Ret
     ``retry_policy(wait=wait_fixed(delay), stop=stop_after_attempt(n))``.
     """
     warnings.warn(
-        "ConstantDelayRetryPolicy is deprecated; use "
+        "ConstantDelayRetryPolicy is deprecated, use "
         "retry_policy(wait=wait_fixed(delay), stop=stop_after_attempt(n)) instead",
         DeprecationWarning,
         stacklevel=2,
@@ -183,16 +190,17 @@ def ExponentialBackoffRetryPolicy(
     max_delay: float = 60.0,
     jitter: bool = True,
 ) -> RetryPolicy:
-    """Deprecated: exponential backoff ``initial_delay * multiplier ** attempts``.
+    """Deprecated: exponential backoff ``initial_delay * multiplier ** retry``.
 
     The delay is capped at ``max_delay``; with ``jitter`` it is drawn uniformly
     between 0 and that value (:class:`wait_random_exponential`), otherwise it is
-    exactly that value (:class:`wait_exponential`). Kept so older code keeps
-    working; it warns with ``DeprecationWarning``. Use
+    exactly that value (:class:`wait_exponential`). ``retry`` counts from 0, so
+    the delays are ``initial_delay``, ``initial_delay * multiplier``, and so on.
+    Kept so older code keeps working; it warns with ``DeprecationWarning``. Use
     ``retry_policy(wait=wait_exponential(...), stop=stop_after_attempt(n))``.
     """
     warnings.warn(
-        "ExponentialBackoffRetryPolicy is deprecated; use "
+        "ExponentialBackoffRetryPolicy is deprecated, use "
         "retry_policy(wait=wait_exponential(...), stop=stop_after_attempt(n)) instead",
         DeprecationWarning,
         stacklevel=2,

@@ -1,8 +1,9 @@
 """Wait strategies: how long to wait before the next attempt (``wait_*``).
 
-A strategy maps the number of attempts made to a delay in seconds. Strategies
-add up with ``+`` (:class:`wait_combine`) and ``sum()``. Random strategies draw
-from ``random.Random(seed)`` when the engine passes a seed, so a replayed run
+A strategy maps the retry number to a delay in seconds; the retry number is 0
+for the first retry (the policy passes ``attempts - 1``). Strategies add up with
+``+`` (:class:`wait_combine`) and ``sum()``. Random strategies draw from
+``random.Random(seed)`` when the engine passes a seed, so a replayed run
 computes the same delays.
 """
 
@@ -15,7 +16,11 @@ from stalkflow.retry_policy._common import _describe, _seconds, time_unit_type
 
 
 class WaitStrategy(Protocol):
-    """A function giving the delay, in seconds, before the next attempt."""
+    """A function giving the delay, in seconds, before the next attempt.
+
+    ``attempts`` is 0 for the first retry: ``RetryPolicy.next`` counts failures
+    from 1 and asks its wait strategy for ``attempts - 1``.
+    """
 
     def __call__(self, attempts: int, *, seed: int | None = None) -> float: ...
 
@@ -210,7 +215,7 @@ def wait_full_jitter(
 
 
 class wait_chain(_WaitStrategyBase):
-    """Use ``strategies[attempts]`` for each attempt, then keep using the last one.
+    """Use ``strategies[n]`` for retry ``n`` (0 first), then keep using the last one.
 
     For hand-written schedules such as "1 s, then 5 s, then 30 s from then on".
 
