@@ -1,9 +1,10 @@
 """``@step`` and ``@catch_error``: how a function declares itself a workflow step.
 
-The decorator reads the signature once: the one parameter annotated with an
-Event type (or a union of them) is the step's input, the return annotation lists
-what it may emit, a ``Context`` / ``Context[Model]`` parameter receives the
-context, and ``Annotated[T, Resource(...)]`` parameters receive resources.
+The decorator reads the signature once (:mod:`stalkflow.step_signature`): the
+one parameter annotated with an Event type (or a union of them) is the step's
+input, the return annotation lists what it may emit, a ``Context`` /
+``Context[Model]`` parameter receives the context, and ``Annotated[T,
+Resource(...)]`` parameters receive resources.
 
 Beyond upstream, ``@step`` takes Celery options (``queue``, ``priority``,
 ``rate_limit``, ``time_limit``, ``soft_time_limit``) so that steps can be routed
@@ -18,17 +19,16 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import sys
-import types
-import typing
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel
 
 from stalkflow.errors import WorkflowValidationError
-from stalkflow.events import Event, StepFailedEvent
-from stalkflow.resource import ResourceDefinition, ResourceDescriptor
+from stalkflow.events import StepFailedEvent
+from stalkflow.resource import ResourceDefinition
 from stalkflow.retry_policy import RetryPolicy
+from stalkflow.step_signature import inspect_signature, is_free_function, validate_step_signature
 
 if TYPE_CHECKING:
     from stalkflow.workflow import Workflow
@@ -84,95 +84,23 @@ def _caller_namespace(depth: int) -> dict[str, Any]:
     return namespace
 
 
-def _type_hints(func: Callable[..., Any], localns: dict[str, Any]) -> dict[str, Any]:
-    try:
-        return typing.get_type_hints(func, localns=localns, include_extras=True)
-    except NameError as exc:
-        missing = getattr(exc, "name", None)
-        detail = f" Missing name: {missing}." if missing else ""
-        raise WorkflowValidationError(
-            f"Failed to resolve type annotations for {func.__qualname__}.{detail} "
-            "If you are using 'from __future__ import annotations' or string annotations, "
-            "ensure referenced names are available in module scope or in the scope where "
-            "the @step decorator is applied."
-        ) from exc
-
-
-def _union_members(annotation: Any) -> list[Any]:
-    if get_origin(annotation) in (Union, types.UnionType):
-        return [member for member in get_args(annotation) if member is not type(None)]
-    return [annotation]
-
-
-def _is_context(annotation: Any) -> bool:
-    target = get_origin(annotation) or annotation
-    return getattr(target, "__name__", None) == "Context"
-
-
-def _is_event_type(annotation: Any) -> bool:
-    return inspect.isclass(annotation) and issubclass(annotation, Event)
-
-
-def inspect_step(func: Callable[..., Any], localns: dict[str, Any], **options: Any) -> StepConfig:
+def inspect_step(
+    func: Callable[..., Any], localns: dict[str, Any] | None, **options: Any
+) -> StepConfig:
     """Build a ``StepConfig`` from a function's signature; raise on an invalid one."""
-    hints = _type_hints(func, localns)
-    signature = inspect.signature(func)
-    events: dict[str, list[Any]] = {}
-    context_parameter = None
-    state_type = None
-    resources: list[ResourceDefinition] = []
-    for name, parameter in signature.parameters.items():
-        if name in ("self", "cls"):
-            continue
-        annotation = hints.get(name, parameter.annotation)
-        if _is_context(annotation):
-            context_parameter = name
-            args = get_args(annotation)
-            state_type = args[0] if args else None
-            continue
-        if get_origin(annotation) is Annotated:
-            base, *metadata = get_args(annotation)
-            descriptors = [m for m in metadata if isinstance(m, ResourceDescriptor)]
-            if descriptors:
-                descriptors[0].set_localns(localns)
-                resources.append(
-                    ResourceDefinition(name=name, resource=descriptors[0], type_annotation=base)
-                )
-                continue
-            annotation = base
-        members = _union_members(annotation)
-        if members and all(_is_event_type(m) for m in members):
-            events[name] = members
-    if not events:
-        raise WorkflowValidationError(
-            "Step signature must have at least one parameter annotated as type Event"
-        )
-    if len(events) > 1:
-        raise WorkflowValidationError(
-            "Step signature must contain exactly one parameter of type Event but found "
-            f"{len(events)}."
-        )
-    returns = hints.get("return")
-    if returns is None and "return" not in hints:
-        raise WorkflowValidationError(
-            "Return types of workflows step functions must be annotated with their type."
-        )
-    event_name, accepted = next(iter(events.items()))
+    spec = inspect_signature(func, localns)
+    validate_step_signature(spec)
+    event_name, accepted = next(iter(spec.accepted_events.items()))
     return StepConfig(
-        accepted_events=accepted,
+        accepted_events=list(accepted),
         event_name=event_name,
-        return_types=_union_members(returns) if returns is not None else [type(None)],
-        context_parameter=context_parameter,
-        context_state_type=state_type,
-        resources=resources,
+        return_types=spec.return_types,
+        context_parameter=spec.context_parameter,
+        context_state_type=spec.context_state_type,
+        resources=spec.resources,
         is_async=inspect.iscoroutinefunction(func),
         **options,
     )
-
-
-def _is_free_function(qualname: str) -> bool:
-    parts = qualname.split(".")
-    return len(parts) == 1 or parts[-2] == "<locals>"
 
 
 def step(
@@ -215,7 +143,7 @@ def step(
             celery=celery,
         )
         target._step_config = config  # type: ignore[attr-defined]
-        if _is_free_function(target.__qualname__):
+        if is_free_function(target.__qualname__):
             if workflow is None:
                 raise WorkflowValidationError(
                     f"To decorate {target.__name__} please pass a workflow class to the "
@@ -287,3 +215,30 @@ def catch_error(
 def step_config(func: Any) -> StepConfig | None:
     """The ``StepConfig`` of a decorated function or bound method, if any."""
     return getattr(func, "_step_config", None)
+
+
+def get_steps_from_class(_class: object) -> dict[str, Callable[..., Any]]:
+    """Name to function of the ``@step`` / ``@catch_error`` methods of a class.
+
+    Inherited methods count; free-function steps attached with
+    ``@step(workflow=...)`` do not (the workflow keeps those apart).
+    """
+    return {
+        name: member
+        for name, member in inspect.getmembers(_class, predicate=inspect.isfunction)
+        if step_config(member) is not None
+    }
+
+
+def get_steps_from_instance(workflow: object) -> dict[str, Callable[..., Any]]:
+    """Name to bound method of the ``@step`` / ``@catch_error`` methods of an instance.
+
+    The steps are found on the class, then bound: unlike a scan of the instance,
+    this never evaluates the instance's properties.
+    """
+    found: dict[str, Callable[..., Any]] = {}
+    for name in get_steps_from_class(type(workflow)):
+        bound = getattr(workflow, name)
+        if inspect.ismethod(bound):
+            found[name] = bound
+    return found

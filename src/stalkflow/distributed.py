@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from stalkflow.context.state_store import LockSettings
 from stalkflow.core.codec import EventCodec, EventTypes, type_name
-from stalkflow.decorators import step_config
+from stalkflow.decorators import get_steps_from_class
 from stalkflow.engine import Engine, WorkflowRegistry, get_engine, set_engine
 from stalkflow.errors import WorkflowConfigurationError
 from stalkflow.events import Event
@@ -287,9 +287,7 @@ def workflows_in(module: ModuleType) -> list[Workflow]:
 
 
 def _has_steps(cls: type[Workflow]) -> bool:
-    return bool(cls._step_functions) or any(
-        step_config(member) is not None for _, member in inspect.getmembers(cls, inspect.isfunction)
-    )
+    return bool(cls._step_functions) or bool(get_steps_from_class(cls))
 
 
 def load_workflows(modules: str | Iterable[str], engine: Engine | None = None) -> list[Workflow]:

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 
 from stalkflow.context.state_store import LockSettings
 from stalkflow.core.deliveries import Delivery, ErrorInfo, Waiter
-from stalkflow.core.ids import child_delivery_id, new_delivery_id
 from stalkflow.core.routing import RoutingTable
 from stalkflow.core.runs import RunOutcome, RunRecord, RunStatus, timeout_message
 from stalkflow.errors import (
@@ -39,13 +38,11 @@ from stalkflow.events import (
     WorkflowTimedOutEvent,
 )
 from stalkflow.execution import ExecutionSettings, Executor
+from stalkflow.external_events import ExternalEvent
 from stalkflow.observability import verbose
-from stalkflow.ports import Commit, RunSeed, SendsLater, Store, Transport
+from stalkflow.ports import RunSeed, SendsLater, Store, Transport
 
 logger = logging.getLogger("stalkflow.engine")
-
-#: How often an event held for a run's waiters checks whether the run has ended.
-_HOLD_POLL_S = 1.0
 
 if TYPE_CHECKING:
     from stalkflow.workflow import Workflow
@@ -195,70 +192,11 @@ class Engine:
         routing.check_target(event, step)
         if self._verbose(run_id, run.workflow):
             verbose.say(verbose.added(event, step))
-        if not await self._route_external(run, routing, event, step):
-            task = asyncio.ensure_future(self._hold_for_waiter(run, routing, event, step))
+        external = ExternalEvent(run, routing, event, step)
+        if not await external.route(self):
+            task = asyncio.ensure_future(external.hold_for_waiter(self))
             self._held.add(task)
             task.add_done_callback(self._held.discard)
-
-    async def _route_external(
-        self, run: RunRecord, routing: RoutingTable, event: Event, step: str | None
-    ) -> bool:
-        """Route ``event`` to the steps accepting it and the waiters it matches; False: none."""
-        run_id = run.run_id
-        route = routing.route(event, step=step, waiters=await self.store.waiters(run_id))
-        if not route.steps and not route.waiters:
-            return False
-        origin = new_delivery_id()
-        routed = [
-            Delivery(run_id, run.workflow, name, event, child_delivery_id(origin, 0, name))
-            for name in route.steps
-        ]
-        resolved = [
-            (
-                waiter.waiter_id,
-                dataclasses.replace(
-                    waiter.delivery,
-                    delivery_id=child_delivery_id(origin, 0, waiter.waiter_id),
-                    resolved={**waiter.delivery.resolved, waiter.waiter_id: event},
-                ),
-            )
-            for waiter in route.waiters
-        ]
-        result = await self.store.commit(
-            run_id, Commit(delivery=None, routed=routed, resolved=resolved)
-        )
-        await self._send(run_id, result.released)
-        return True
-
-    async def _hold_for_waiter(
-        self, run: RunRecord, routing: RoutingTable, event: Event, step: str | None
-    ) -> None:
-        """Offer ``event`` to the run's waiters after each step change, until one takes it.
-
-        Every commit (a waiter registering included) appends to the run's stream,
-        so following the stream from a point taken before each look at the
-        waiters misses none. The event is dropped when the run ends.
-        """
-        run_id = run.run_id
-        entries = await self.store.read_stream(run_id, -1, 0)
-        cursor = entries[-1].sequence if entries else -1
-        try:
-            while not await self._route_external(run, routing, event, step):
-                entries = await self.store.read_stream(run_id, cursor, _HOLD_POLL_S)
-                if entries:
-                    cursor = entries[-1].sequence
-                record = await self.store.get_run(run_id)
-                if record is None or record.finished:
-                    logger.info(
-                        "Run %s ended before a step waited for the %s sent to it",
-                        run_id,
-                        type(event).__name__,
-                    )
-                    return
-        except BackendError as exc:
-            logger.warning(
-                "Run %s: dropped the %s held for its waiters: %s", run_id, type(event).__name__, exc
-            )
 
     async def _send(self, run_id: str, deliveries: Sequence[Delivery]) -> None:
         """Dispatch what the store released for a caller outside the steps.

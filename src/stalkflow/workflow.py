@@ -17,7 +17,12 @@ from stalkflow.context.context import Context
 from stalkflow.context.state_store import infer_state_type
 from stalkflow.core.ids import new_run_id
 from stalkflow.core.names import qualified_name
-from stalkflow.decorators import StepConfig, WorkflowGraphCheck, step_config
+from stalkflow.decorators import (
+    StepConfig,
+    WorkflowGraphCheck,
+    get_steps_from_class,
+    step_config,
+)
 from stalkflow.errors import ContextStateError, WorkflowValidationError
 from stalkflow.events import Event, StartEvent, StopEvent
 from stalkflow.handler import WorkflowHandler
@@ -112,9 +117,7 @@ class Workflow(metaclass=_WorkflowMeta):
                 f"Step function {func.__name__} is missing the `@step` decorator."
             )
         name = func.__name__
-        if name in cls._step_functions or any(
-            name == n for n, m in inspect.getmembers(cls, inspect.isfunction) if step_config(m)
-        ):
+        if name in cls._step_functions or name in get_steps_from_class(cls):
             raise WorkflowValidationError(
                 f"A step {name} is already part of this workflow, please choose another name."
             )
@@ -131,10 +134,7 @@ class Workflow(metaclass=_WorkflowMeta):
         cached = self.__dict__.get("_steps_cache")
         if cached is not None and cached[0] == version:
             return dict(cached[1])
-        steps: dict[str, Any] = {}
-        for name, member in inspect.getmembers(type(self), inspect.isfunction):
-            if step_config(member) is not None:
-                steps[name] = getattr(self, name)
+        steps: dict[str, Any] = {n: getattr(self, n) for n in get_steps_from_class(type(self))}
         steps.update(type(self)._step_functions)
         self.__dict__["_steps_cache"] = (version, steps)
         return dict(steps)

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from stalkflow.decorators import StepConfig
+from stalkflow.decorators import StepConfig, get_steps_from_class
 from stalkflow.events import Event, HumanResponseEvent, InputRequiredEvent
 from stalkflow.representation.types import (
     WorkflowEventNode,
@@ -35,10 +35,7 @@ EXTERNAL_NODE_ID = "external_step"
 
 def _step_functions(cls: type) -> dict[str, Callable[..., Any]]:
     """Step methods of ``cls`` (inherited ones included) plus its free-function steps."""
-    found: dict[str, Callable[..., Any]] = {}
-    for name, member in inspect.getmembers(cls, predicate=inspect.isfunction):
-        if hasattr(member, "_step_config"):
-            found[name] = member
+    found = get_steps_from_class(cls)
     found.update(getattr(cls, "_step_functions", None) or {})
     return found
 

@@ -21,7 +21,8 @@ Events are compared by exact type, as the engine routes them.
 
 This module holds the first checks and the whole sequence; the ``@catch_error``
 rules are in :mod:`.catch_error`, the graph checks in :mod:`.graph_checks`
-(their public names are importable from here too).
+(their public names are importable from here too, as from upstream's
+``workflows.representation.validate``: ``build_step_graph``, ``validate_graph``).
 """
 
 from __future__ import annotations
@@ -43,19 +44,25 @@ from stalkflow.representation.catch_error import catch_error_handler_for, check_
 from stalkflow.representation.graph_checks import (
     GRAPH_CHECKS,
     GraphValidationError,
+    StepGraph,
+    build_step_graph,
     graph_errors,
     unknown_graph_checks,
+    validate_graph,
 )
 from stalkflow.resource import check_resource_configs
 
 __all__ = [
     "GRAPH_CHECKS",
     "GraphValidationError",
+    "StepGraph",
+    "build_step_graph",
     "catch_error_handler_for",
     "find_start_event",
     "find_stop_event",
     "graph_errors",
     "unknown_graph_checks",
+    "validate_graph",
     "validate_workflow",
 ]
 
