@@ -159,7 +159,7 @@ class Engine:
         if stored:
             seed = dataclasses.replace(seed, timeouts_in_store=stored)
         released = await self.store.create_run(record, seed)
-        await self._send(run_id, released)
+        await self.send_released(run_id, released)
         if seed.stream:
             await self.store.append_stream(run_id, list(seed.stream))
         for waiter in seed.waiters:
@@ -198,7 +198,7 @@ class Engine:
             self._held.add(task)
             task.add_done_callback(self._held.discard)
 
-    async def _send(self, run_id: str, deliveries: Sequence[Delivery]) -> None:
+    async def send_released(self, run_id: str, deliveries: Sequence[Delivery]) -> None:
         """Dispatch what the store released for a caller outside the steps.
 
         The store has accepted the work, so it is not lost if sending fails (the

@@ -66,7 +66,7 @@ class ExternalEvent:
         result = await engine.store.commit(
             run_id, Commit(delivery=None, routed=routed, resolved=resolved)
         )
-        await engine._send(run_id, result.released)
+        await engine.send_released(run_id, result.released)
         return True
 
     async def hold_for_waiter(self, engine: Engine) -> None:

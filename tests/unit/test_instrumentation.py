@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from llama_index_instrumentation import get_dispatcher
-from llama_index_instrumentation.base import BaseEvent
 from llama_index_instrumentation.dispatcher import active_instrument_tags, instrument_tags
-from llama_index_instrumentation.event_handlers import BaseEventHandler
-from llama_index_instrumentation.span import BaseSpan
-from llama_index_instrumentation.span_handlers import BaseSpanHandler
-from pydantic import PrivateAttr
+from tests.fixtures.instrumentation import Handlers, recording
 
 from stalkflow import Context, Workflow, step
 from stalkflow.errors import WorkflowCancelledByUser
@@ -27,102 +21,11 @@ from stalkflow.observability import (
 )
 
 
-@dataclass
-class Span:
-    name: str
-    id: str
-    parent: str | None
-    tags: dict[str, Any]
-    end: str = "open"  # "exit" or "drop"
-    result: Any = None
-    error: BaseException | None = None
-
-
-class Recorder(BaseSpanHandler[BaseSpan]):
-    """Every span entered, how it ended, and what it carried."""
-
-    _spans: dict[str, Span] = PrivateAttr(default_factory=dict)
-
-    @classmethod
-    def class_name(cls) -> str:
-        return "Recorder"
-
-    def new_span(
-        self,
-        id_: str,
-        bound_args: inspect.BoundArguments,
-        instance: Any | None = None,
-        parent_span_id: str | None = None,
-        tags: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> BaseSpan:
-        name = id_.rsplit("-", 5)[0]
-        self._spans[id_] = Span(name, id_, parent_span_id, dict(tags or {}))
-        return BaseSpan(id_=id_, parent_id=parent_span_id, tags=tags or {})
-
-    def prepare_to_exit_span(
-        self,
-        id_: str,
-        bound_args: inspect.BoundArguments,
-        instance: Any | None = None,
-        result: Any | None = None,
-        **kwargs: Any,
-    ) -> BaseSpan | None:
-        self._spans[id_].end, self._spans[id_].result = "exit", result
-        return self.open_spans.get(id_)
-
-    def prepare_to_drop_span(
-        self,
-        id_: str,
-        bound_args: inspect.BoundArguments,
-        instance: Any | None = None,
-        err: BaseException | None = None,
-        **kwargs: Any,
-    ) -> BaseSpan | None:
-        self._spans[id_].end, self._spans[id_].error = "drop", err
-        return self.open_spans.get(id_)
-
-    @property
-    def spans(self) -> list[Span]:
-        return list(self._spans.values())
-
-    def named(self, name: str) -> Span:
-        (found,) = [s for s in self.spans if s.name == name]
-        return found
-
-
-class Events(BaseEventHandler):
-    _seen: list[BaseEvent] = PrivateAttr(default_factory=list)
-
-    @classmethod
-    def class_name(cls) -> str:
-        return "Events"
-
-    def handle(self, event: BaseEvent, **kwargs: Any) -> None:
-        self._seen.append(event)
-
-    def of(self, kind: type[BaseEvent]) -> list[Any]:
-        return [e for e in self._seen if isinstance(e, kind)]
-
-
-@dataclass
-class Handlers:
-    spans: Recorder = field(default_factory=Recorder)
-    events: Events = field(default_factory=Events)
-
-
 @pytest.fixture
 def handlers() -> Iterator[Handlers]:
     """A span and an event handler on the root dispatcher, removed after the test."""
-    root = get_dispatcher()
-    attached = Handlers()
-    root.span_handlers.append(attached.spans)
-    root.event_handlers.append(attached.events)
-    try:
+    with recording() as attached:
         yield attached
-    finally:
-        root.span_handlers.remove(attached.spans)
-        root.event_handlers.remove(attached.events)
 
 
 class Mid(Event):
